@@ -1,0 +1,1 @@
+"""Deep reinforcement learning from human preferences in one jitted JAX training step."""

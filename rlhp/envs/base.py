@@ -1,0 +1,76 @@
+"""The one functional environment protocol every backend implements.
+
+An environment holds a batch of ``B`` copies of a task. ``reset(key) -> state`` and
+``step(state, action) -> (state, Step)`` are pure functions of arrays (for the host-side
+envpool backend, ``step`` is a callback inside the jitted program).
+
+Auto-reset follows envpool's convention for every backend, so the learner has one rule:
+after a step that ends an episode (terminated or truncated), the *next* call to ``step``
+ignores its action, starts a fresh episode (with a fresh key, never a replayed start state)
+and returns ``valid=False`` with reward 0. Learners mask invalid steps out of losses and
+out of segments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class Step:
+    """What one batched env step returns; all arrays have leading shape ``[B]``.
+
+    obs:        [B, *obs_shape] float32, the observation after the step (the final
+                observation of an episode on its last step, the first of the next one
+                on the invalid reset step).
+    reward:     [B] float32, the task's true reward. Only teachers and evaluation read it.
+    terminated: [B] bool, the episode ended in a terminal state (no bootstrap).
+    truncated:  [B] bool, the episode hit its time limit (bootstrap from ``obs``).
+    valid:      [B] bool, False on the reset step whose action was ignored.
+    """
+
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    valid: jax.Array
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static facts about a batched environment.
+
+    name: short task name (``hopper``); backend: ``gridworld``, ``brax`` or ``envpool``;
+    num_envs: B; obs_shape: per-env observation shape; action_shape: per-env action shape
+    (``()`` for discrete); num_actions: number of discrete actions (0 if continuous);
+    max_episode_steps: the time limit; dt: seconds of task time per step (segment lengths
+    are derived from it); vmappable: whether ``train`` may be vmapped over seeds.
+    """
+
+    name: str
+    backend: str
+    num_envs: int
+    obs_shape: tuple
+    action_shape: tuple
+    num_actions: int
+    max_episode_steps: int
+    dt: float
+    vmappable: bool
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
+
+
+@dataclass(frozen=True)
+class Env:
+    """A batched environment: its spec and its two pure functions."""
+
+    spec: EnvSpec
+    reset: Callable[[jax.Array], Any]
+    step: Callable[[Any, jax.Array], tuple[Any, Step]]
+    obs: Callable[[Any], jax.Array]
+    """``obs(state) -> [B, *obs_shape]``: the current observation held in a state."""

@@ -1,0 +1,85 @@
+"""envpool backend: C++ MuJoCo (and later Atari) pools stepped from inside the jitted step.
+
+The pool lives on the host. ``reset`` and ``step`` are ``io_callback``s (ordered), so the
+rest of the program stays one jitted function. We do not use envpool's ``xla()`` handle:
+its MuJoCo tasks demand float64 actions, which would need ``jax_enable_x64`` for the whole
+program; the callback converts float32 to float64 at the boundary instead (measured here:
+~16k steps/s through the callback at 16 envs against ~25k for bare Python stepping).
+
+A pool cannot be vmapped; a sweep over S seeds would use one pool of S*B envs.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.experimental import io_callback
+
+from rlhp.envs.base import Env, EnvSpec, Step
+
+MUJOCO_IDS = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "swimmer": "Swimmer-v5",
+    "reacher": "Reacher-v5",
+    "inverted_pendulum": "InvertedPendulum-v5",
+    "inverted_double_pendulum": "InvertedDoublePendulum-v5",
+}
+# Seconds of task time per env step (MuJoCo timestep x frame skip of each v5 task).
+MUJOCO_DT = {
+    "hopper": 0.008, "halfcheetah": 0.05, "walker2d": 0.008, "ant": 0.05,
+    "swimmer": 0.04, "reacher": 0.02, "inverted_pendulum": 0.04,
+    "inverted_double_pendulum": 0.05,
+}
+
+
+@struct.dataclass
+class PoolState:
+    obs: jax.Array          # [B, *obs_shape] float32
+    needs_reset: jax.Array  # [B] bool: the previous step ended an episode
+
+
+def make(name: str, num_envs: int, seed: int = 0, **task_kwargs) -> Env:
+    """A pool of ``num_envs`` copies of MuJoCo task ``name``; ``task_kwargs`` go to
+    ``envpool.make`` (e.g. ``terminate_when_unhealthy=False``)."""
+    import envpool
+
+    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs,
+                        seed=seed, **task_kwargs)
+    space = pool.action_space
+    obs_shape = tuple(pool.observation_space.shape)
+    spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
+                   action_shape=tuple(space.shape), num_actions=0,
+                   max_episode_steps=int(pool.spec.config.max_episode_steps),
+                   dt=MUJOCO_DT[name], vmappable=False)
+    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    obs_struct = jax.ShapeDtypeStruct((num_envs, *obs_shape), jnp.float32)
+    flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
+    rew = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
+
+    def host_reset(_):
+        obs, _info = pool.reset()
+        return obs.astype(np.float32)
+
+    def host_step(action):
+        obs, reward, term, trunc, _info = pool.step(np.asarray(action, space.dtype))
+        return obs.astype(np.float32), reward.astype(np.float32), term, trunc
+
+    def reset(key: jax.Array) -> PoolState:
+        obs = io_callback(host_reset, obs_struct, key, ordered=True)
+        return PoolState(obs, jnp.zeros(num_envs, bool))
+
+    def step(state: PoolState, action: jax.Array):
+        assert action.shape == (num_envs, *spec.action_shape), action.shape
+        action = jnp.clip(action, low, high)
+        obs, reward, term, trunc = io_callback(host_step, (obs_struct, rew, flag, flag),
+                                               action, ordered=True)
+        valid = ~state.needs_reset
+        step = Step(obs=obs, reward=jnp.where(valid, reward, 0.0),
+                    terminated=term & valid, truncated=trunc & valid, valid=valid)
+        return PoolState(obs, step.terminated | step.truncated), step
+
+    return Env(spec, reset, step, lambda s: s.obs)

@@ -1,0 +1,37 @@
+"""Running mean and variance (Chan et al. parallel update), as a pure pytree."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class RunningStats:
+    mean: jax.Array   # [*shape]
+    var: jax.Array    # [*shape]
+    count: jax.Array  # [] float32
+
+
+def init(shape: tuple = ()) -> RunningStats:
+    return RunningStats(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32),
+                        jnp.asarray(1e-4, jnp.float32))
+
+
+def update(stats: RunningStats, x: jax.Array, mask: jax.Array | None = None) -> RunningStats:
+    """Fold a batch ``x [N, *shape]`` (rows with ``mask [N]`` False are skipped) into ``stats``."""
+    w = jnp.ones(x.shape[0], jnp.float32) if mask is None else mask.astype(jnp.float32)
+    wx = w.reshape((-1,) + (1,) * (x.ndim - 1))
+    n = jnp.maximum(w.sum(), 1e-8)
+    mean = (wx * x).sum(0) / n
+    var = (wx * (x - mean) ** 2).sum(0) / n
+    total = stats.count + w.sum()
+    delta = mean - stats.mean
+    new_mean = stats.mean + delta * w.sum() / total
+    m2 = stats.var * stats.count + var * w.sum() + delta**2 * stats.count * w.sum() / total
+    return RunningStats(new_mean, m2 / total, total)
+
+
+def normalize(stats: RunningStats, x: jax.Array, clip: float = 10.0) -> jax.Array:
+    """``(x - mean) / std``, clipped to ``[-clip, clip]``."""
+    return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)

@@ -1,0 +1,232 @@
+"""``make_train(cfg, env)``: the whole training loop as jitted, vmappable functions.
+
+One iteration (``train_step``) is: roll the policy out for ``T`` steps in ``B`` envs
+(``lax.scan``), compute the learner's reward, GAE, then ``update_epochs`` passes of
+minibatch PPO updates (nested ``lax.scan``s). ``train(key, dyn)`` runs every iteration in
+one ``lax.scan`` (vmap it over seeds or dynamic configs); the CLI instead calls
+``chunk(state, dyn)`` repeatedly so the host can log and save between calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlhp import networks, normalize, ppo
+from rlhp.config import Config, Dynamic
+from rlhp.envs import Env, Step
+
+
+@struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array           # [B, *obs_shape] current raw observation
+    obs_stats: normalize.RunningStats
+    ret_stats: normalize.RunningStats
+    disc_return: jax.Array   # [B] running discounted learner return (reward scaling)
+    ep_return: jax.Array     # [B] true return of the current episode so far
+    ep_length: jax.Array     # [B] int32
+    key: jax.Array
+    iteration: jax.Array     # [] int32
+
+
+@struct.dataclass
+class Rollout:
+    """Time-major ``[T, B, ...]`` record of one rollout."""
+
+    obs: jax.Array       # [T, B, *obs_shape] raw observation acted on
+    action: jax.Array    # [T, B] or [T, B, A]
+    log_prob: jax.Array  # [T, B]
+    value: jax.Array     # [T, B]
+    step: Step           # [T, B] what the env returned
+
+
+@dataclass(frozen=True)
+class Trainer:
+    cfg: Config
+    env: Env
+    network: networks.ActorCritic
+    init: Callable      # (key, dyn) -> TrainState
+    train_step: Callable  # (state, dyn) -> (state, metrics)
+    chunk: Callable     # jitted (state, dyn) -> (state, metrics [iterations_per_chunk])
+    train: Callable     # (key, dyn) -> (state, metrics [num_iterations]); vmappable
+
+    def policy_obs(self, state: TrainState, obs: jax.Array) -> jax.Array:
+        return normalize.normalize(state.obs_stats, obs) if self.cfg.normalize_obs else obs
+
+
+def episode_stats(reward, valid, done, ep_return, ep_length):
+    """Track true episodic returns over a rollout.
+
+    reward, valid, done: ``[T, B]``; ep_return, ep_length: ``[B]`` running totals.
+    Returns ``(ep_return [B], ep_length [B], finished_return [T, B], finished [T, B])``
+    where ``finished`` marks the steps that ended an episode.
+    """
+    def body(carry, x):
+        ret, length = carry
+        r, v, d = x
+        ret = ret + r * v
+        length = length + v.astype(jnp.int32)
+        out = (ret, d)
+        return (jnp.where(d, 0.0, ret), jnp.where(d, 0, length)), out
+
+    (ep_return, ep_length), (fin_ret, fin) = jax.lax.scan(
+        body, (ep_return, ep_length), (reward, valid, done))
+    return ep_return, ep_length, fin_ret, fin
+
+
+def make_train(cfg: Config, env: Env) -> Trainer:
+    spec = env.spec
+    B, T = cfg.num_envs, cfg.rollout_length
+    assert spec.num_envs == B, (spec.num_envs, B)
+    action_dim = spec.num_actions if spec.discrete else spec.action_shape[0]
+    network = networks.ActorCritic(tuple(cfg.hidden), action_dim, spec.discrete)
+    tx = optax.chain(optax.scale_by_adam(eps=1e-5))
+
+    def norm_obs(stats, obs):
+        return normalize.normalize(stats, obs) if cfg.normalize_obs else obs
+
+    def init(key: jax.Array, dyn: Dynamic) -> TrainState:
+        k_env, k_net, key = jax.random.split(key, 3)
+        env_state = env.reset(k_env)
+        obs = env.obs(env_state)
+        params = network.init(k_net, obs[:1])
+        return TrainState(
+            params=params, opt_state=tx.init(params), env_state=env_state, obs=obs,
+            obs_stats=normalize.init(spec.obs_shape), ret_stats=normalize.init(),
+            disc_return=jnp.zeros(B), ep_return=jnp.zeros(B), ep_length=jnp.zeros(B, jnp.int32),
+            key=key, iteration=jnp.zeros((), jnp.int32))
+
+    def rollout(state: TrainState):
+        def body(carry, _):
+            env_state, obs, key = carry
+            key, k_act = jax.random.split(key)
+            head, log_std, value = network.apply(state.params, norm_obs(state.obs_stats, obs))
+            action = networks.sample(k_act, head, log_std)
+            logp = networks.log_prob(head, log_std, action)
+            env_state, step = env.step(env_state, action)
+            return (env_state, step.obs, key), Rollout(obs, action, logp, value, step)
+
+        (env_state, obs, key), ro = jax.lax.scan(
+            body, (state.env_state, state.obs, state.key), None, T)
+        return state.replace(env_state=env_state, obs=obs, key=key), ro
+
+    def scale(state: TrainState, reward, done, dyn):
+        """Divide rewards ``[T, B]`` by the running std of the discounted return."""
+        if not cfg.scale_reward:
+            return state, reward
+
+        def body(g, x):
+            r, d = x
+            g = g * dyn.gamma + r
+            return jnp.where(d, 0.0, g), g
+
+        disc, gs = jax.lax.scan(body, state.disc_return, (reward, done))
+        stats = normalize.update(state.ret_stats, gs.reshape(-1))
+        scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -10, 10)
+        return state.replace(disc_return=disc, ret_stats=stats), scaled
+
+    def update(state: TrainState, batch: ppo.Batch, dyn: Dynamic):
+        frac = 1.0 - state.iteration / cfg.num_iterations if cfg.anneal_lr else 1.0
+        lr = dyn.learning_rate * frac
+        grad_fn = jax.grad(ppo.loss, has_aux=True)
+
+        def minibatch_step(carry, mb):
+            params, opt_state = carry
+            grads, m = grad_fn(params, network.apply, mb, dyn.clip_eps, dyn.ent_coef, dyn.vf_coef)
+            grads = clip_by_norm(grads, dyn.max_grad_norm)
+            upd, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, upd))
+            return (params, opt_state), m
+
+        def epoch(carry, key):
+            perm = jax.random.permutation(key, cfg.batch_size)
+            mbs = jax.tree.map(
+                lambda x: x[perm].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]),
+                batch)
+            return jax.lax.scan(minibatch_step, carry, mbs)
+
+        key, k_ep = jax.random.split(state.key)
+        (params, opt_state), m = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(k_ep, cfg.update_epochs))
+        metrics = jax.tree.map(jnp.mean, m)
+        return state.replace(params=params, opt_state=opt_state, key=key), metrics
+
+    def train_step(state: TrainState, dyn: Dynamic):
+        state, ro = rollout(state)
+        step = ro.step
+        done = step.terminated | step.truncated
+        # Learner's reward. (The preference learner swaps in r-hat here.)
+        state, reward = scale(state, step.reward, done, dyn)
+        obs_n = norm_obs(state.obs_stats, step.obs)
+        _, _, next_value = network.apply(state.params, obs_n)
+        adv, target = ppo.gae(reward, ro.value, next_value, step.terminated, step.truncated,
+                              dyn.gamma, dyn.gae_lambda)
+        flat = lambda x: x.reshape((T * B,) + x.shape[2:])
+        batch = ppo.Batch(obs=flat(norm_obs(state.obs_stats, ro.obs)), action=flat(ro.action),
+                          log_prob=flat(ro.log_prob), advantage=flat(adv), target=flat(target),
+                          valid=flat(step.valid))
+        state, metrics = update(state, batch, dyn)
+        if cfg.normalize_obs:
+            state = state.replace(obs_stats=normalize.update(
+                state.obs_stats, flat(ro.obs), flat(step.valid)))
+        ep_return, ep_length, fin_ret, fin = episode_stats(
+            step.reward, step.valid, done, state.ep_return, state.ep_length)
+        n_fin = fin.sum()
+        metrics.update(
+            env_steps=(state.iteration + 1) * cfg.batch_size,
+            episodes=n_fin,
+            true_return=jnp.where(n_fin > 0, (fin_ret * fin).sum() / jnp.maximum(n_fin, 1), jnp.nan),
+        )
+        state = state.replace(ep_return=ep_return, ep_length=ep_length,
+                              iteration=state.iteration + 1)
+        return state, metrics
+
+    def run_chunk(state, dyn, n):
+        return jax.lax.scan(lambda s, _: train_step(s, dyn), state, None, n)
+
+    chunk = jax.jit(lambda state, dyn: run_chunk(state, dyn, cfg.iterations_per_chunk))
+
+    def train(key, dyn):
+        return run_chunk(init(key, dyn), dyn, cfg.num_iterations)
+
+    return Trainer(cfg, env, network, init, train_step, chunk, train)
+
+
+def clip_by_norm(tree, max_norm):
+    """Scale ``tree`` so its global norm is at most ``max_norm`` (may be traced)."""
+    norm = optax.global_norm(tree)
+    factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+    return jax.tree.map(lambda g: g * factor, tree)
+
+
+def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array):
+    """Deterministic-policy episodes on ``eval_env`` (the task's standard reward and episodes).
+
+    Runs one episode in each of the ``E = eval_env.spec.num_envs`` copies; returns the
+    true returns ``[E]`` and lengths ``[E]``.
+    """
+    E = eval_env.spec.num_envs
+    horizon = eval_env.spec.max_episode_steps
+
+    def body(carry, _):
+        env_state, obs, ret, length, done = carry
+        head, log_std, _ = trainer.network.apply(state.params, trainer.policy_obs(state, obs))
+        env_state, step = eval_env.step(env_state, networks.mode(head, log_std))
+        live = ~done & step.valid
+        ret = ret + jnp.where(live, step.reward, 0.0)
+        length = length + live.astype(jnp.int32)
+        done = done | (live & (step.terminated | step.truncated))
+        return (env_state, step.obs, ret, length, done), None
+
+    env_state = eval_env.reset(key)
+    carry = (env_state, eval_env.obs(env_state), jnp.zeros(E), jnp.zeros(E, jnp.int32),
+             jnp.zeros(E, bool))
+    (_, _, ret, length, _), _ = jax.lax.scan(body, carry, None, horizon)
+    return ret, length

@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlhp import run
+
+BAD = [
+    (["--env=nope"], "unknown env"),
+    (["--env=hopper", "--backend=nope"], "unknown backend"),
+    (["--env=swimmer", "--backend=brax"], "not available on backend"),
+    (["--env=gridworld", "--steps=0"], "--steps must be positive"),
+    (["--env=gridworld", "--steps=-5"], "--steps must be positive"),
+    (["--env=gridworld", "--num-envs=0"], "--num-envs must be positive"),
+    (["--env=gridworld", "--steps=10"], "less than one iteration"),
+    (["--env=gridworld", "--reward=bogus"], "unknown --reward"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+    assert run.main(argv + [f"--run-dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_dir_is_left_untouched(capsys, tmp_path):
+    (tmp_path / "summary.json").write_text("keep me")
+    assert run.main(["--env=gridworld", f"--run-dir={tmp_path}"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "summary.json").read_text() == "keep me"
+
+
+def test_module_exit_status_is_2():
+    proc = subprocess.run([sys.executable, "-m", "rlhp.run", "--env=nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+
+
+def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run.main(["--env=gridworld", "--steps=10240", "--seed=3", f"--run-dir={out}"]) == 0
+    assert str(out) in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ["env", "backend", "seed", "steps", "labels", "teacher", "query", "reward",
+                "true_return_mean", "true_return_std", "eval_episodes", "wall_seconds",
+                "compile_seconds", "env_steps_per_second", "reward_val_accuracy",
+                "reward_true_corr", "reward_match", "optimal_policy", "policy_optimal"]:
+        assert key in summary, key
+    assert summary["env"] == "gridworld" and summary["seed"] == 3
+    assert summary["steps"] == 10240 and summary["eval_episodes"] == 16
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 10240 // (64 * 16)
+    assert rows[-1]["env_steps"] == 10240
+    # 10 iterations of PPO already beat the uniform random policy's return (about 0.7)
+    assert summary["true_return_mean"] > 4

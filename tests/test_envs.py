@@ -1,0 +1,67 @@
+"""Every backend honours the one protocol: shapes, dtypes and the auto-reset convention."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlhp.envs import EnvError, make_env, resolve_backend
+
+B, T = 4, 120
+CASES = [("gridworld", "gridworld"), ("hopper", "envpool"), ("hopper", "brax")]
+
+
+def rollout(env, key):
+    def body(carry, key):
+        state = carry
+        if env.spec.discrete:
+            a = jax.random.randint(key, (B,), 0, env.spec.num_actions)
+        else:
+            a = jax.random.uniform(key, (B, *env.spec.action_shape), minval=-1, maxval=1)
+        state, step = env.step(state, a)
+        return state, step
+
+    state = env.reset(key)
+    first = env.obs(state)
+    _, steps = jax.lax.scan(body, state, jax.random.split(key, T))
+    return first, steps
+
+
+@pytest.mark.parametrize("name,backend", CASES)
+def test_protocol(name, backend):
+    env = make_env(name, backend, B, seed=0)
+    spec = env.spec
+    assert spec.backend == backend and spec.num_envs == B
+    first, steps = jax.jit(lambda k: rollout(env, k))(jax.random.PRNGKey(0))
+    assert first.shape == (B, *spec.obs_shape) and first.dtype == jnp.float32
+    assert steps.obs.shape == (T, B, *spec.obs_shape) and steps.obs.dtype == jnp.float32
+    for flag in (steps.terminated, steps.truncated, steps.valid):
+        assert flag.shape == (T, B) and flag.dtype == jnp.bool_
+    assert steps.reward.shape == (T, B) and steps.reward.dtype == jnp.float32
+    done = np.asarray(steps.terminated | steps.truncated)
+    valid = np.asarray(steps.valid)
+    reward = np.asarray(steps.reward)
+    assert done.any(), "random actions should end some episodes within the test horizon"
+    # auto-reset: the step after an episode ends is invalid, carries no reward and no flags
+    np.testing.assert_array_equal(valid[1:], ~done[:-1])
+    assert valid[0].all()
+    assert (reward[~valid] == 0).all()
+    assert not done[~valid].any()
+    assert not (np.asarray(steps.terminated) & np.asarray(steps.truncated)).any()
+    assert np.isfinite(np.asarray(steps.obs)).all()
+
+
+def test_fresh_starts_differ():
+    """Episodes restart from fresh random states, not one replayed start."""
+    env = make_env("gridworld", "gridworld", B)
+    _, steps = jax.jit(lambda k: rollout(env, k))(jax.random.PRNGKey(1))
+    starts = np.asarray(steps.obs)[~np.asarray(steps.valid)].argmax(-1)
+    assert len(set(starts.tolist())) > 3
+
+
+def test_backend_resolution():
+    assert resolve_backend("gridworld") == "gridworld"
+    assert resolve_backend("hopper", "auto") in ("envpool", "brax")
+    assert resolve_backend("swimmer", "auto") == "envpool"  # brax has no swimmer
+    for bad in [("nope", "auto"), ("hopper", "nope"), ("swimmer", "brax"), ("hopper", "gridworld")]:
+        with pytest.raises(EnvError):
+            resolve_backend(*bad)
