@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -32,9 +33,27 @@ class Dynamic:
     ent_coef: jnp.ndarray
     vf_coef: jnp.ndarray
     max_grad_norm: jnp.ndarray
+    labels: jnp.ndarray           # label budget (queries asked, skips included)
+    upfront_fraction: jnp.ndarray  # share of the budget asked before RL starts
+    reward_lr: jnp.ndarray
+    reward_std: jnp.ndarray
+    query: jnp.ndarray            # index into rlhp.queries.QUERIES
+    teacher: jnp.ndarray          # index into rlhp.teachers.TEACHERS
+    teacher_beta: jnp.ndarray
+    teacher_mistake: jnp.ndarray
+    teacher_skip: jnp.ndarray
+    teacher_equal: jnp.ndarray
+    teacher_myopia: jnp.ndarray
+
+    def teacher_params(self):
+        from rlhp.teachers import TeacherParams
+        return TeacherParams(kind=self.teacher, beta=self.teacher_beta,
+                             mistake=self.teacher_mistake, skip=self.teacher_skip,
+                             equal=self.teacher_equal, myopia=self.teacher_myopia)
 
 
 DYNAMIC_FIELDS = tuple(f.name for f in dataclasses.fields(Dynamic))
+REWARDS = ("learned", "true")
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,25 @@ class Config:
     iterations_per_chunk: int = 1
     """Iterations per jitted call of the host loop (logging happens between calls)."""
     eval_episodes: int = 16
+    # reward learning (static)
+    offline: bool = False
+    """Ask every label from the initial policy, then freeze the reward model (ablation)."""
+    ensemble_size: int = 3
+    reward_hidden: tuple = (64, 64)
+    segment_length: int = 0
+    """L in env steps; 0: 1.5 s of task time, clipped to [15, 60]."""
+    segment_capacity: int = 256
+    max_labels: int = 0
+    """Capacity of the comparison database (0: the label budget); bounds swept budgets."""
+    queries_per_iteration: int = 0
+    """Static maximum of labels asked per iteration (0: derived from the schedule)."""
+    candidate_factor: int = 10
+    reward_batch: int = 64
+    reward_updates: int = 8
+    """Reward-model minibatch steps per iteration."""
+    pretrain_updates: int = 500
+    prefill_iterations: int = 4
+    """Rollouts of the initial policy collected before the up-front labels."""
     # --- dynamic: arrays inside the program ---
     learning_rate: float = 3e-4
     gamma: float = 0.99
@@ -65,9 +103,21 @@ class Config:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    labels: int = 700
+    upfront_fraction: float = 0.25
+    """Share of the budget asked from the initial policy before RL starts (1.0 offline)."""
+    reward_lr: float = 1e-3
+    reward_std: float = 1.0
+    query: str = "disagreement"
+    teacher: str = "oracle"
+    teacher_beta: float = 1.0
+    teacher_mistake: float = 0.1
+    teacher_skip: float = 0.1
+    teacher_equal: float = 0.1
+    teacher_myopia: float = 0.9
     # --- run identity ---
     seed: int = 0
-    reward: str = "true"
+    reward: str = "learned"
 
     def __post_init__(self):
         for name in ("num_envs", "rollout_length", "total_steps", "update_epochs",
@@ -85,8 +135,23 @@ class Config:
             raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
-        if self.reward not in ("true",):
-            raise ConfigError(f"unknown --reward {self.reward!r}; choose from: true")
+        from rlhp.queries import QUERIES
+        from rlhp.teachers import TEACHERS
+        for name, value, choices in [("reward", self.reward, REWARDS),
+                                     ("query", self.query, QUERIES),
+                                     ("teacher", self.teacher, TEACHERS)]:
+            if value not in choices:
+                raise ConfigError(f"unknown --{name} {value!r}; choose from: {', '.join(choices)}")
+        if self.labels <= 0:
+            raise ConfigError(f"--labels must be positive, got {self.labels}")
+        if self.max_labels and self.labels > self.max_labels:
+            raise ConfigError(f"--labels {self.labels} exceeds the database capacity "
+                              f"max_labels={self.max_labels}")
+        if self.offline and self.reward == "true":
+            raise ConfigError("--offline needs --reward=learned")
+        if self.segment_length < 0 or self.segment_length > self.rollout_length:
+            raise ConfigError(f"segment length {self.segment_length} must lie in "
+                              f"[1, rollout length {self.rollout_length}]")
 
     @property
     def batch_size(self) -> int:
@@ -105,8 +170,32 @@ class Config:
         """Env steps actually run: whole iterations."""
         return self.num_iterations * self.batch_size
 
+    @property
+    def label_capacity(self) -> int:
+        return self.max_labels or self.labels
+
+    @property
+    def upfront_labels(self) -> int:
+        """Static maximum of the labels asked before RL starts."""
+        if self.offline:
+            return self.label_capacity
+        return int(np.ceil(self.upfront_fraction * self.label_capacity))
+
+    @property
+    def labels_per_iteration(self) -> int:
+        """Static maximum K of labels asked in one iteration (a mask picks the k due)."""
+        if self.queries_per_iteration:
+            return self.queries_per_iteration
+        rest = self.label_capacity - self.upfront_labels
+        return max(2, -(-3 * rest // self.num_iterations) + 1)
+
     def dynamic(self) -> Dynamic:
-        return Dynamic(**{k: jnp.asarray(getattr(self, k), jnp.float32) for k in DYNAMIC_FIELDS})
+        from rlhp.queries import QUERIES
+        from rlhp.teachers import TEACHERS
+        values = {k: getattr(self, k) for k in DYNAMIC_FIELDS if hasattr(self, k)}
+        values.update(query=QUERIES.index(self.query), teacher=TEACHERS.index(self.teacher),
+                      upfront_fraction=1.0 if self.offline else self.upfront_fraction)
+        return Dynamic(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
     def replace(self, **kw) -> "Config":
         return dataclasses.replace(self, **kw)
@@ -119,7 +208,9 @@ class Config:
 PRESETS = {
     "gridworld": dict(num_envs=64, rollout_length=16, total_steps=163_840, update_epochs=4,
                       num_minibatches=4, learning_rate=5e-3, gamma=0.9, ent_coef=0.01,
-                      normalize_obs=False, scale_reward=False, iterations_per_chunk=10),
+                      normalize_obs=False, scale_reward=False, iterations_per_chunk=10,
+                      labels=200, segment_length=4, segment_capacity=512, reward_batch=32,
+                      reward_updates=4, pretrain_updates=200, prefill_iterations=1),
     "mujoco": dict(),
 }
 

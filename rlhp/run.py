@@ -28,7 +28,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", help="auto, gridworld, brax or envpool")
     p.add_argument("--steps", type=int, default=None, help="total env steps (default: preset)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reward", default="true", help="reward the policy learns from: true")
+    p.add_argument("--reward", default="learned",
+                   help="learned (from the teacher's preferences, default) or true (baseline)")
+    p.add_argument("--labels", type=int, default=None, help="label budget (default: preset)")
+    p.add_argument("--teacher", default="oracle",
+                   help="synthetic teacher: oracle, noisy, mistake, skip, equal, myopic")
+    p.add_argument("--query", default="disagreement", help="random, disagreement or entropy")
+    p.add_argument("--offline", action="store_true",
+                   help="ask every label from the initial policy, then freeze the reward model")
     p.add_argument("--num-envs", type=int, default=None, help="parallel envs B (default: preset)")
     p.add_argument("--run-dir", default=None, help="where results go (default: runs/ENV-REWARD-sSEED)")
     return p.parse_args(argv)
@@ -39,7 +46,8 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
     try:
         resolve_backend(args.env, args.backend)
         cfg = preset(args.env, backend=args.backend, total_steps=args.steps, seed=args.seed,
-                     reward=args.reward, num_envs=args.num_envs)
+                     reward=args.reward, num_envs=args.num_envs, labels=args.labels,
+                     teacher=args.teacher, query=args.query, offline=args.offline)
     except (ConfigError, EnvError) as e:
         raise UsageError(str(e)) from None
     run_dir = Path(args.run_dir or f"runs/{cfg.env}-{cfg.reward}-s{cfg.seed}")
@@ -63,19 +71,23 @@ def train_and_report(cfg: Config, run_dir: Path) -> dict:
     from rlhp.train import evaluate, make_train
 
     t_start = time.time()
-    env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=cfg.seed)
+    env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=cfg.seed,
+                   preference_episodes=cfg.reward == "learned")
     trainer = make_train(cfg, env)
     dyn = cfg.dynamic()
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed), dyn)
+    t0 = time.time()
+    init = jax.jit(trainer.init).lower(jax.random.PRNGKey(cfg.seed), dyn).compile()
+    compile_seconds = time.time() - t0
+    state = init(jax.random.PRNGKey(cfg.seed), dyn)  # includes reward pretraining
     t0 = time.time()
     chunk = trainer.chunk.lower(state, dyn).compile()
-    compile_seconds = time.time() - t0
+    compile_seconds += time.time() - t0
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     n_chunks = cfg.num_iterations // cfg.iterations_per_chunk
     steps_per_chunk = cfg.iterations_per_chunk * cfg.batch_size
-    last_return = float("nan")
+    last_return, last = float("nan"), {}
     t_train = time.time()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
@@ -94,23 +106,30 @@ def train_and_report(cfg: Config, run_dir: Path) -> dict:
             log.flush()
             if np.isfinite(metrics["true_return"]).any():
                 last_return = float(np.nanmean(metrics["true_return"]))
+            last = row
             done = (i + 1) * steps_per_chunk
+            labels = f" labels {last['labels']:.0f}/{cfg.labels}" if "labels" in last else ""
             progress.update(task, completed=done, sps=done / (time.time() - t_train),
-                            ret=f"{last_return:,.1f}")
+                            ret=f"{last_return:,.1f}{labels}")
     train_seconds = time.time() - t_train
 
     eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 10_000)
     returns, _ = jax.jit(lambda s, k: evaluate(trainer, eval_env, s, k))(
         state, jax.random.PRNGKey(cfg.seed + 1))
     returns = np.asarray(returns)
+    learned = cfg.reward == "learned"
     summary = {
         "env": cfg.env, "backend": env.spec.backend, "seed": cfg.seed, "steps": cfg.steps,
-        "labels": 0, "teacher": None, "query": None, "reward": cfg.reward,
+        "labels": int(last["labels"]) if learned else 0,
+        "teacher": cfg.teacher if learned else None, "query": cfg.query if learned else None,
+        "offline": cfg.offline, "reward": cfg.reward,
         "true_return_mean": float(returns.mean()), "true_return_std": float(returns.std()),
         "eval_episodes": int(returns.size), "wall_seconds": time.time() - t_start,
         "compile_seconds": compile_seconds, "train_seconds": train_seconds,
         "env_steps_per_second": cfg.steps / train_seconds,
-        "reward_val_accuracy": None, "reward_true_corr": None,
+        "reward_val_accuracy": last.get("reward_val_accuracy"),
+        "reward_true_corr": last.get("reward_true_corr"),
+        "labels_per_second": last["labels"] / train_seconds if learned else None,
     }
     summary.update(report.task_metrics(trainer, state))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlhp import networks, normalize, ppo
-from rlhp.config import Config, Dynamic
+from rlhp import networks, normalize, ppo, queries, reward_model
+from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
+from rlhp.preference import PrefState, RewardLearner
 
 
 @struct.dataclass
@@ -34,6 +35,7 @@ class TrainState:
     ep_length: jax.Array     # [B] int32
     key: jax.Array
     iteration: jax.Array     # [] int32
+    pref: PrefState | None   # reward learning (None with the true reward)
 
 
 @struct.dataclass
@@ -52,6 +54,7 @@ class Trainer:
     cfg: Config
     env: Env
     network: networks.ActorCritic
+    learner: RewardLearner | None
     init: Callable      # (key, dyn) -> TrainState
     train_step: Callable  # (state, dyn) -> (state, metrics)
     chunk: Callable     # jitted (state, dyn) -> (state, metrics [iterations_per_chunk])
@@ -81,6 +84,32 @@ def episode_stats(reward, valid, done, ep_return, ep_length):
     return ep_return, ep_length, fin_ret, fin
 
 
+def segment_length(cfg: Config, dt: float) -> int:
+    """L: ``cfg.segment_length``, or 1.5 s of task time clipped to [15, 60] steps."""
+    return cfg.segment_length or int(min(max(round(1.5 / dt), 15), 60))
+
+
+def make_learner(cfg: Config, spec) -> RewardLearner:
+    L = segment_length(cfg, spec.dt)
+    if L > cfg.rollout_length:
+        raise ConfigError(f"segment length {L} exceeds the rollout length {cfg.rollout_length}")
+    return RewardLearner(
+        net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions),
+        members=cfg.ensemble_size, segment_length=L, segment_capacity=cfg.segment_capacity,
+        label_capacity=cfg.label_capacity, candidate_factor=cfg.candidate_factor,
+        batch=cfg.reward_batch, obs_shape=spec.obs_shape, action_shape=spec.action_shape,
+        action_dtype=jnp.int32 if spec.discrete else jnp.float32)
+
+
+def correlation(x, y, mask):
+    """Pearson correlation of ``x`` and ``y`` over the entries where ``mask``."""
+    w = mask.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+    xm, ym = (x * w).sum() / n, (y * w).sum() / n
+    cov = (w * (x - xm) * (y - ym)).sum()
+    return cov / jnp.sqrt((w * (x - xm) ** 2).sum() * (w * (y - ym) ** 2).sum() + 1e-12)
+
+
 def make_train(cfg: Config, env: Env) -> Trainer:
     spec = env.spec
     B, T = cfg.num_envs, cfg.rollout_length
@@ -88,20 +117,44 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     action_dim = spec.num_actions if spec.discrete else spec.action_shape[0]
     network = networks.ActorCritic(tuple(cfg.hidden), action_dim, spec.discrete)
     tx = optax.chain(optax.scale_by_adam(eps=1e-5))
+    learner = make_learner(cfg, spec) if cfg.reward == "learned" else None
 
     def norm_obs(stats, obs):
         return normalize.normalize(stats, obs) if cfg.normalize_obs else obs
 
     def init(key: jax.Array, dyn: Dynamic) -> TrainState:
-        k_env, k_net, key = jax.random.split(key, 3)
+        k_env, k_net, k_rm, key = jax.random.split(key, 4)
         env_state = env.reset(k_env)
         obs = env.obs(env_state)
         params = network.init(k_net, obs[:1])
-        return TrainState(
+        state = TrainState(
             params=params, opt_state=tx.init(params), env_state=env_state, obs=obs,
             obs_stats=normalize.init(spec.obs_shape), ret_stats=normalize.init(),
             disc_return=jnp.zeros(B), ep_return=jnp.zeros(B), ep_length=jnp.zeros(B, jnp.int32),
-            key=key, iteration=jnp.zeros((), jnp.int32))
+            key=key, iteration=jnp.zeros((), jnp.int32),
+            pref=learner.init(k_rm) if learner else None)
+        return pretrain(state, dyn) if learner else state
+
+    def pretrain(state: TrainState, dyn: Dynamic) -> TrainState:
+        """Before RL: segments from the initial policy, the up-front labels, reward fitting."""
+        def collect(state, _):
+            state, ro = rollout(state)
+            s = ro.step
+            pref = learner.observe(state.pref, ro.obs, ro.action, s.reward, s.valid,
+                                   s.terminated | s.truncated)
+            if cfg.normalize_obs:
+                state = state.replace(obs_stats=normalize.update(
+                    state.obs_stats, ro.obs.reshape((T * B,) + ro.obs.shape[2:]),
+                    s.valid.reshape(-1)))
+            return state.replace(pref=pref), None
+
+        state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
+        key, k_ask, k_fit = jax.random.split(state.key, 3)
+        k0 = jnp.round(dyn.upfront_fraction * dyn.labels)
+        pref = learner.ask(state.pref, k_ask, cfg.upfront_labels, k0, dyn.query,
+                           dyn.teacher_params())
+        pref, _ = learner.fit(pref, k_fit, cfg.pretrain_updates, dyn.reward_lr)
+        return state.replace(pref=pref, key=key)
 
     def rollout(state: TrainState):
         def body(carry, _):
@@ -158,12 +211,42 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         metrics = jax.tree.map(jnp.mean, m)
         return state.replace(params=params, opt_state=opt_state, key=key), metrics
 
+    def learn_reward(state: TrainState, ro: Rollout, r_hat, dyn: Dynamic):
+        """Segments in, queries out to the teacher, the ensemble fit to the database."""
+        step = ro.step
+        pref = learner.observe(state.pref, ro.obs, ro.action, step.reward, step.valid,
+                               step.terminated | step.truncated)
+        key, k_ask, k_fit = jax.random.split(state.key, 3)
+        if cfg.offline:
+            diag = learner.split_losses(pref)
+        else:
+            env_steps = (state.iteration + 1) * cfg.batch_size
+            due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction)
+            k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
+            pref = learner.ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
+                               dyn.teacher_params())
+            pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
+        train_loss, val_loss, accuracy = diag
+        metrics = dict(labels=pref.asked, comparisons=pref.db.filled.sum(),
+                       reward_train_loss=train_loss.mean(), reward_val_loss=val_loss.mean(),
+                       reward_val_accuracy=accuracy.mean(), reward_l2=pref.l2.mean(),
+                       reward_true_corr=correlation(r_hat, step.reward, step.valid),
+                       predicted_reward=ppo.masked_mean(r_hat, step.valid))
+        return state.replace(pref=pref, key=key), metrics
+
     def train_step(state: TrainState, dyn: Dynamic):
         state, ro = rollout(state)
         step = ro.step
         done = step.terminated | step.truncated
-        # Learner's reward. (The preference learner swaps in r-hat here.)
-        state, reward = scale(state, step.reward, done, dyn)
+        # The learner's reward: r-hat, or the true reward for the --reward=true baseline.
+        if learner:
+            pref, reward = learner.relabel(state.pref, ro.obs, ro.action, step.valid,
+                                           dyn.reward_std)
+            state = state.replace(pref=pref)
+            r_hat = reward
+        else:
+            reward = step.reward
+        state, reward = scale(state, reward, done, dyn)
         obs_n = norm_obs(state.obs_stats, step.obs)
         _, _, next_value = network.apply(state.params, obs_n)
         adv, target = ppo.gae(reward, ro.value, next_value, step.terminated, step.truncated,
@@ -184,6 +267,9 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             episodes=n_fin,
             true_return=jnp.where(n_fin > 0, (fin_ret * fin).sum() / jnp.maximum(n_fin, 1), jnp.nan),
         )
+        if learner:
+            state, reward_metrics = learn_reward(state, ro, r_hat, dyn)
+            metrics.update(reward_metrics)
         state = state.replace(ep_return=ep_return, ep_length=ep_length,
                               iteration=state.iteration + 1)
         return state, metrics
@@ -196,7 +282,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     def train(key, dyn):
         return run_chunk(init(key, dyn), dyn, cfg.num_iterations)
 
-    return Trainer(cfg, env, network, init, train_step, chunk, train)
+    return Trainer(cfg, env, network, learner, init, train_step, chunk, train)
 
 
 def clip_by_norm(tree, max_norm):

@@ -15,6 +15,10 @@ BAD = [
     (["--env=gridworld", "--num-envs=0"], "--num-envs must be positive"),
     (["--env=gridworld", "--steps=10"], "less than one iteration"),
     (["--env=gridworld", "--reward=bogus"], "unknown --reward"),
+    (["--env=gridworld", "--labels=0"], "--labels must be positive"),
+    (["--env=gridworld", "--teacher=bogus"], "unknown --teacher"),
+    (["--env=gridworld", "--query=bogus"], "unknown --query"),
+    (["--env=gridworld", "--offline", "--reward=true"], "--offline needs --reward=learned"),
 ]
 
 
@@ -42,7 +46,8 @@ def test_module_exit_status_is_2():
 
 def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run.main(["--env=gridworld", "--steps=10240", "--seed=3", f"--run-dir={out}"]) == 0
+    assert run.main(["--env=gridworld", "--reward=true", "--steps=10240", "--seed=3",
+                     f"--run-dir={out}"]) == 0
     assert str(out) in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     for key in ["env", "backend", "seed", "steps", "labels", "teacher", "query", "reward",
@@ -57,3 +62,15 @@ def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     assert rows[-1]["env_steps"] == 10240
     # 10 iterations of PPO already beat the uniform random policy's return (about 0.7)
     assert summary["true_return_mean"] > 4
+
+
+def test_tiny_learned_run_reports_labels(tmp_path):
+    out = tmp_path / "run"
+    assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
+                     "--query=entropy", f"--run-dir={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reward"] == "learned" and summary["labels"] == 30
+    assert summary["teacher"] == "mistake" and summary["query"] == "entropy"
+    assert 0 <= summary["reward_val_accuracy"] <= 1
+    assert -1 <= summary["reward_true_corr"] <= 1
+    assert -1 <= summary["reward_match"] <= 1

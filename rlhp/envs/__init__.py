@@ -44,14 +44,20 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
     return backend
 
 
-def make_env(name: str, backend: str, num_envs: int, seed: int = 0, **task_kwargs) -> Env:
-    """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto")."""
+def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
+             preference_episodes: bool = False) -> Env:
+    """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto").
+
+    ``preference_episodes``: the paper's treatment for preference runs (fixed horizon,
+    falling penalised instead of terminating, control costs hidden from the teacher);
+    evaluation always uses the standard task.
+    """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
         return gridworld.make(num_envs)
     if backend == "brax":
-        return brax_env.make(name, num_envs, **task_kwargs)
-    return envpool_env.make(name, num_envs, seed=seed, **task_kwargs)
+        return brax_env.make(name, num_envs, preference_episodes=preference_episodes)
+    return envpool_env.make(name, num_envs, seed=seed, preference_episodes=preference_episodes)
 
 
 __all__ = ["Env", "EnvSpec", "Step", "EnvError", "make_env", "resolve_backend", "ENV_NAMES"]

@@ -27,16 +27,23 @@ class BraxState:
     key: jax.Array
 
 
-def make(name: str, num_envs: int, pipeline: str = "spring", **task_kwargs) -> Env:
+HEALTHY_TASKS = ("hopper", "walker2d", "ant", "humanoid")
+
+
+def make(name: str, num_envs: int, pipeline: str = "spring",
+         preference_episodes: bool = False) -> Env:
     """``num_envs`` copies of brax task ``name`` on physics ``pipeline``
-    (spring, positional, generalized or mjx); ``task_kwargs`` go to the brax task."""
+    (spring, positional, generalized or mjx). ``preference_episodes`` as in
+    ``rlhp.envs.envpool_env.make``: no early termination (falling forfeits the healthy
+    bonus instead) and no control cost in the reward."""
     import warnings
 
     from brax import envs
 
+    kwargs = {"terminate_when_unhealthy": False} if preference_episodes and name in HEALTHY_TASKS else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        task = envs.get_environment(name, backend=pipeline, **task_kwargs)
+        task = envs.get_environment(name, backend=pipeline, **kwargs)
     spec = EnvSpec(name=name, backend="brax", num_envs=num_envs,
                    obs_shape=(task.observation_size,), action_shape=(task.action_size,),
                    num_actions=0, max_episode_steps=MAX_EPISODE_STEPS, dt=float(task.dt),
@@ -60,7 +67,10 @@ def make(name: str, num_envs: int, pipeline: str = "spring", **task_kwargs) -> E
         t = jnp.where(r, 0, state.t + 1)
         terminated = (stepped.done > 0.5) & ~r
         truncated = (t >= MAX_EPISODE_STEPS) & ~terminated & ~r
-        out = Step(obs=inner.obs, reward=jnp.where(r, 0.0, stepped.reward),
+        reward = stepped.reward
+        if preference_episodes and "reward_ctrl" in stepped.metrics:
+            reward = reward - stepped.metrics["reward_ctrl"]
+        out = Step(obs=inner.obs, reward=jnp.where(r, 0.0, reward),
                    terminated=terminated, truncated=truncated, valid=~r)
         return BraxState(inner, t, terminated | truncated, key), out
 

@@ -36,19 +36,35 @@ MUJOCO_DT = {
 }
 
 
+# Tasks that end an episode when the body is unhealthy (fallen).
+HEALTHY_TASKS = ("hopper", "walker2d", "ant")
+# Reward per unhealthy step in preference episodes, on top of the withheld healthy bonus.
+FALL_PENALTY = 10.0
+
+
 @struct.dataclass
 class PoolState:
     obs: jax.Array          # [B, *obs_shape] float32
     needs_reset: jax.Array  # [B] bool: the previous step ended an episode
 
 
-def make(name: str, num_envs: int, seed: int = 0, **task_kwargs) -> Env:
-    """A pool of ``num_envs`` copies of MuJoCo task ``name``; ``task_kwargs`` go to
-    ``envpool.make`` (e.g. ``terminate_when_unhealthy=False``)."""
+def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = False) -> Env:
+    """A pool of ``num_envs`` copies of MuJoCo task ``name``.
+
+    ``preference_episodes``: the paper's episodes for preference learning. No early
+    termination (every episode runs the full time limit, so its length leaks nothing about
+    the reward). Instead every step spent unhealthy costs ``FALL_PENALTY`` on top of the
+    healthy bonus the task withholds: the bonus alone (1 per step) is less than the forward
+    speed a hopper gains by diving, and a policy trained with it leans and slides, then
+    falls at once under the standard (terminating) evaluation. The reward the teacher sees
+    also leaves out the control cost, which a human cannot see.
+    """
     import envpool
 
+    kwargs = {"terminate_when_unhealthy": False} if preference_episodes and name in HEALTHY_TASKS else {}
     pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs,
-                        seed=seed, **task_kwargs)
+                        seed=seed, **kwargs)
+    ctrl_cost = float(getattr(pool.spec.config, "ctrl_cost_weight", 0.0)) if preference_episodes else 0.0
     space = pool.action_space
     obs_shape = tuple(pool.observation_space.shape)
     spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
@@ -65,8 +81,10 @@ def make(name: str, num_envs: int, seed: int = 0, **task_kwargs) -> Env:
         return obs.astype(np.float32)
 
     def host_step(action):
-        obs, reward, term, trunc, _info = pool.step(np.asarray(action, space.dtype))
-        return obs.astype(np.float32), reward.astype(np.float32), term, trunc
+        obs, reward, term, trunc, info = pool.step(np.asarray(action, space.dtype))
+        speed = info.get("x_velocity", np.zeros(num_envs))
+        return (obs.astype(np.float32), reward.astype(np.float32), term, trunc,
+                speed.astype(np.float32))
 
     def reset(key: jax.Array) -> PoolState:
         obs = io_callback(host_reset, obs_struct, key, ordered=True)
@@ -75,8 +93,13 @@ def make(name: str, num_envs: int, seed: int = 0, **task_kwargs) -> Env:
     def step(state: PoolState, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
         action = jnp.clip(action, low, high)
-        obs, reward, term, trunc = io_callback(host_step, (obs_struct, rew, flag, flag),
-                                               action, ordered=True)
+        obs, reward, term, trunc, speed = io_callback(
+            host_step, (obs_struct, rew, flag, flag, rew), action, ordered=True)
+        if preference_episodes:
+            reward = reward + ctrl_cost * jnp.sum(action**2, -1)
+            if name in HEALTHY_TASKS:  # what is left beside the forward reward is the bonus
+                unhealthy = reward - speed < 0.5
+                reward = reward - FALL_PENALTY * unhealthy
         valid = ~state.needs_reset
         step = Step(obs=obs, reward=jnp.where(valid, reward, 0.0),
                     terminated=term & valid, truncated=trunc & valid, valid=valid)

@@ -1,0 +1,164 @@
+"""Reward learning from preferences, as pure functions over ``PrefState``.
+
+The three processes of the paper meet here: segments of the policy's behaviour are
+collected (``observe``), pairs of them are chosen and labelled by the teacher (``ask``), and
+the reward-model ensemble is fit to the database of labels (``fit``). ``relabel`` gives the
+policy its reward: the mean over members of each member's normalised r-hat.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlhp import comparisons, normalize, queries, reward_model, segments, teachers
+
+L2_BOUNDS = (1e-6, 10.0)
+L2_STEP = 1.25  # multiplicative step of the adaptive L2 weight
+
+
+@struct.dataclass
+class PrefState:
+    params: object                  # stacked r-hat params [M, ...]
+    opt_state: object
+    stats: normalize.RunningStats   # per-member output statistics, shape [M]
+    l2: jax.Array                   # [M] adaptive L2 weights
+    segments: segments.SegmentBuffer
+    db: comparisons.Comparisons
+    asked: jax.Array                # [] float32 queries asked so far (skips included)
+    segments_seen: jax.Array        # [] int32
+
+
+@dataclass(frozen=True)
+class RewardLearner:
+    """Static shapes of the reward-learning machinery, built once from the config."""
+
+    net: reward_model.RewardMLP
+    members: int
+    segment_length: int
+    segment_capacity: int
+    label_capacity: int
+    candidate_factor: int
+    batch: int
+    obs_shape: tuple
+    action_shape: tuple
+    action_dtype: object
+
+    def init(self, key) -> PrefState:
+        obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
+        act = jnp.zeros((1, *self.action_shape), self.action_dtype)
+        params = reward_model.init_ensemble(self.net, key, self.members, obs, act)
+        M, L = self.members, self.segment_length
+        return PrefState(
+            params=params, opt_state=_adam().init(params),
+            stats=normalize.init((M,)), l2=jnp.full((M,), 1e-4, jnp.float32),
+            segments=segments.init(self.segment_capacity, L, self.obs_shape,
+                                   self.action_shape, self.action_dtype),
+            db=comparisons.init(self.label_capacity, M, L, self.obs_shape,
+                                self.action_shape, self.action_dtype),
+            asked=jnp.zeros((), jnp.float32), segments_seen=jnp.zeros((), jnp.int32))
+
+    def raw(self, pref: PrefState, obs, action):
+        """Raw member outputs ``[M, ...]``."""
+        return reward_model.apply_ensemble(self.net, pref.params, obs, action)
+
+    def relabel(self, pref: PrefState, obs, action, valid, reward_std):
+        """r-hat for a rollout: obs ``[T, B, ...]``, valid ``[T, B]``; updates the
+        normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B])``."""
+        raw = self.raw(pref, obs, action)                       # [M, T, B]
+        flat = raw.reshape(raw.shape[0], -1).T                  # [T*B, M]
+        stats = normalize.update(pref.stats, flat, valid.reshape(-1))
+        r_hat = reward_model.normalized(raw, stats, reward_std).mean(0)
+        return pref.replace(stats=stats), r_hat
+
+    def observe(self, pref: PrefState, obs, action, true_reward, valid, done) -> PrefState:
+        """Cut a rollout ``[T, B, ...]`` into segments and keep them."""
+        seg = segments.cut(obs, action, true_reward, valid, done, self.segment_length)
+        buf = segments.add(pref.segments, *seg)
+        return pref.replace(segments=buf, segments_seen=pref.segments_seen + seg[3].sum())
+
+    def ask(self, pref: PrefState, key, k_max: int, k, scheme, teacher: teachers.TeacherParams):
+        """Ask the teacher about ``k <= k_max`` pairs (``k`` may be traced) chosen by
+        ``scheme`` among ``candidate_factor * k_max`` random candidates; insert the answers."""
+        k_pairs, k_score, k_teach, k_db = jax.random.split(key, 4)
+        buf = pref.segments
+        n = jnp.minimum(pref.segments_seen, self.segment_capacity)
+        pairs = queries.candidate_pairs(k_pairs, n, self.candidate_factor * k_max)
+        sums = reward_model.segment_sums(self.net, pref.params, buf.obs[pairs], buf.action[pairs])
+        chosen = pairs[queries.top_k(queries.scores(scheme, k_score, sums), k_max)]  # [K, 2]
+        mask = (jnp.arange(k_max) < k) & (n >= 2)
+        mu, answered = teachers.label(teacher, k_teach, buf.true_reward[chosen])
+        db = comparisons.add(pref.db, k_db, buf.obs[chosen], buf.action[chosen], mu,
+                             mask & answered)
+        return pref.replace(db=db, asked=pref.asked + mask.sum())
+
+    def member_losses(self, params, obs, action, mu):
+        """BT loss per member and pair, each member on its own pairs:
+        obs ``[M, N, 2, L, ...]``, mu ``[M, N]`` -> ``[M, N]``."""
+        sums = jax.vmap(lambda p, o, a: self.net.apply(p, o, a).sum(-1))(params, obs, action)
+        return reward_model.bt_loss(sums[..., 0], sums[..., 1], mu)
+
+    def fit(self, pref: PrefState, key, num_updates: int, lr) -> PrefState:
+        """``num_updates`` Adam steps; each member draws its minibatch from its own
+        bootstrap weights (a no-op while the database is empty); then the L2 weights adapt.
+        Returns ``(pref, (train_loss [M], val_loss [M], val_accuracy [M]))``."""
+        db = pref.db
+        logits = jnp.log(db.weight.T * db.filled)  # [M, C]
+        has_data = (db.weight.T * db.filled).sum(-1) > 0  # [M]
+        tx = _adam()
+
+        def loss_fn(params, idx, l2):
+            losses = self.member_losses(params, db.obs[idx], db.action[idx], db.mu[idx])
+            sq = jax.tree.map(lambda p: jnp.sum(p.reshape(p.shape[0], -1) ** 2, -1), params)
+            l2_term = l2 * sum(jax.tree.leaves(sq))
+            return jnp.sum(jnp.where(has_data, losses.mean(-1) + l2_term, 0.0))
+
+        def step(carry, key):
+            params, opt_state = carry
+            idx = jax.random.categorical(key, logits, axis=-1,
+                                         shape=(self.batch, self.members)).T  # [M, b]
+            grads = jax.grad(loss_fn)(params, idx, pref.l2)
+            upd, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, upd))
+            return (params, opt_state), None
+
+        (params, opt_state), _ = jax.lax.scan(step, (pref.params, pref.opt_state),
+                                              jax.random.split(key, num_updates))
+        return self.adapt_l2(pref.replace(params=params, opt_state=opt_state))
+
+    def split_losses(self, pref: PrefState):
+        """Per-member mean loss on its training and held-out labels, and held-out accuracy
+        (ties excluded): ``(train [M], val [M], accuracy [M])``."""
+        db = pref.db
+        sums = reward_model.segment_sums(self.net, pref.params, db.obs, db.action)  # [M, C, 2]
+        losses = reward_model.bt_loss(sums[..., 0], sums[..., 1], db.mu)
+        correct = ((sums[..., 0] > sums[..., 1]) == (db.mu > 0.5))  # [M, C]
+        train_w = (db.weight * db.filled[:, None]).T
+        val_w = (db.validation & db.filled[:, None]).T.astype(jnp.float32)
+        decided = val_w * (db.mu != 0.5)
+        mean = lambda x, w: (x * w).sum(-1) / jnp.maximum(w.sum(-1), 1e-8)
+        return mean(losses, train_w), mean(losses, val_w), mean(correct, decided)
+
+    def adapt_l2(self, pref: PrefState):
+        """Keep validation loss within 1.1x-1.5x of training loss by scaling the L2 weight.
+        Returns ``(pref, split_losses(pref))``."""
+        diag = self.split_losses(pref)
+        enough = (pref.db.validation & pref.db.filled[:, None]).sum(0) >= 4
+        return pref.replace(l2=adapt_l2(pref.l2, diag[0], diag[1], enough)), diag
+
+
+def adapt_l2(l2, train_loss, val_loss, enough):
+    """The adaptive L2 rule, elementwise over members: raise the weight when validation
+    loss exceeds 1.5x training loss, lower it below 1.1x, leave it otherwise (or when a
+    member has too few held-out labels to judge)."""
+    up = enough & (val_loss > 1.5 * train_loss)
+    down = enough & (val_loss < 1.1 * train_loss)
+    l2 = jnp.where(up, l2 * L2_STEP, jnp.where(down, l2 / L2_STEP, l2))
+    return jnp.clip(l2, *L2_BOUNDS)
+
+
+def _adam():
+    return optax.scale_by_adam()

@@ -1,0 +1,72 @@
+"""The reward model: an ensemble of r-hat networks, its Bradley-Terry loss and normalisation.
+
+Members are stacked parameters (leading axis ``[M]``) applied with one ``vmap``. Each member's
+output is normalised on its own (running mean and std over the policy's recent transitions)
+to zero mean and std ``reward_std``; the policy learns from the mean over members.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rlhp import normalize
+
+RANDOM_ANSWER = 0.1  # the teacher is assumed to answer uniformly at random 10% of the time
+
+
+class RewardMLP(nn.Module):
+    """The paper's MuJoCo net: MLP on (obs, action), leaky ReLU (0.01).
+
+    ``__call__(obs [..., obs_dim], action [..., A] or [...] int) -> r-hat [...]``.
+    """
+
+    hidden: Sequence[int] = (64, 64)
+    num_actions: int = 0  # > 0: discrete actions enter one-hot
+
+    @nn.compact
+    def __call__(self, obs, action):
+        if self.num_actions:
+            action = jax.nn.one_hot(action, self.num_actions)
+        x = jnp.concatenate([obs.reshape(obs.shape[: action.ndim - 1] + (-1,)), action], -1)
+        for h in self.hidden:
+            x = nn.leaky_relu(nn.Dense(h)(x), 0.01)
+        return nn.Dense(1)(x)[..., 0]
+
+
+def init_ensemble(net: nn.Module, key, num_members: int, obs, action):
+    """Stacked parameters ``[M, ...]`` of ``num_members`` independently initialised nets."""
+    return jax.vmap(lambda k: net.init(k, obs, action))(jax.random.split(key, num_members))
+
+
+def apply_ensemble(net: nn.Module, params, obs, action):
+    """Raw outputs of every member: ``[M, ...]`` for inputs ``obs [..., D]``, ``action``."""
+    return jax.vmap(lambda p: net.apply(p, obs, action))(params)
+
+
+def normalized(raw, stats: normalize.RunningStats, reward_std):
+    """Per-member normalisation: ``raw [M, ...]``, stats with shape ``[M]``."""
+    shape = (-1,) + (1,) * (raw.ndim - 1)
+    return (raw - stats.mean.reshape(shape)) / jnp.sqrt(stats.var.reshape(shape) + 1e-8) * reward_std
+
+
+def preference_prob(sum1, sum2):
+    """P[segment 1 preferred] under Bradley-Terry with the 10% random-answer term."""
+    return RANDOM_ANSWER / 2 + (1 - RANDOM_ANSWER) * jax.nn.sigmoid(sum1 - sum2)
+
+
+def bt_loss(sum1, sum2, mu):
+    """Cross-entropy of the label ``mu`` (1: first preferred, 0: second, 0.5: equal)
+    against ``preference_prob``; elementwise over any shape."""
+    p = preference_prob(sum1, sum2)
+    return -(mu * jnp.log(p) + (1 - mu) * jnp.log(1 - p))
+
+
+def segment_sums(net, params, obs, action):
+    """Summed raw r-hat of each member over each segment of each pair.
+
+    obs: ``[N, 2, L, D]``, action ``[N, 2, L, ...]``; returns ``[M, N, 2]``.
+    """
+    return apply_ensemble(net, params, obs, action).sum(-1)

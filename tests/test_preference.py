@@ -1,0 +1,136 @@
+"""Reward learning pieces against hand-worked numbers and constructed cases."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlhp import comparisons, preference, queries, reward_model, segments, teachers
+from rlhp.teachers import TEACHERS
+
+
+def test_bt_loss_with_random_answer_term_by_hand():
+    # sums 2 and 0: sigmoid(2) = 0.880797; P = 0.05 + 0.9 * 0.880797 = 0.842717
+    p = float(reward_model.preference_prob(jnp.array(2.0), jnp.array(0.0)))
+    assert p == pytest.approx(0.842717, abs=1e-5)
+    assert float(reward_model.bt_loss(2.0, 0.0, 1.0)) == pytest.approx(-np.log(0.842717), abs=1e-5)
+    assert float(reward_model.bt_loss(2.0, 0.0, 0.0)) == pytest.approx(-np.log(0.157283), abs=1e-5)
+    # a tie is the average of both answers
+    tie = float(reward_model.bt_loss(2.0, 0.0, 0.5))
+    assert tie == pytest.approx(-(np.log(0.842717) + np.log(0.157283)) / 2, abs=1e-5)
+    # the noise term bounds the loss: never above -log(0.05) however wrong the model
+    assert float(reward_model.bt_loss(100.0, 0.0, 0.0)) == pytest.approx(-np.log(0.05), abs=1e-4)
+
+
+def oracle_params(kind="oracle", **kw):
+    vals = dict(beta=1.0, mistake=0.1, skip=0.1, equal=0.1, myopia=0.9)
+    vals.update(kw)
+    return teachers.TeacherParams(kind=jnp.float32(TEACHERS.index(kind)),
+                                  **{k: jnp.float32(v) for k, v in vals.items()})
+
+
+def pairs_with_returns(r1, r2, L=5):
+    r = jnp.stack([jnp.asarray(r1, jnp.float32), jnp.asarray(r2, jnp.float32)], -1)  # [N, 2]
+    return jnp.broadcast_to(r[..., None] / L, r.shape + (L,))
+
+
+def test_oracle_prefers_higher_return_and_ties():
+    mu, ok = teachers.label(oracle_params(), jax.random.PRNGKey(0),
+                            pairs_with_returns([3.0, 1.0, 2.0], [1.0, 3.0, 2.0]))
+    assert mu.tolist() == [1.0, 0.0, 0.5] and ok.all()
+
+
+def test_mistake_rate():
+    n = 20000
+    r1 = jax.random.normal(jax.random.PRNGKey(1), (n,)) + 5
+    mu, _ = teachers.label(oracle_params("mistake", mistake=0.1), jax.random.PRNGKey(2),
+                           pairs_with_returns(r1, jnp.zeros(n)))
+    assert float(jnp.mean(mu == 0.0)) == pytest.approx(0.1, abs=0.01)
+
+
+def test_noisy_teacher_is_boltzmann():
+    n = 20000
+    mu, _ = teachers.label(oracle_params("noisy", beta=2.0), jax.random.PRNGKey(3),
+                           pairs_with_returns(jnp.full(n, 0.5), jnp.zeros(n)))
+    assert float(mu.mean()) == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.01)
+
+
+def test_skip_and_equal_margins():
+    # mean |return| over the pairs is 5; margins 0.2 * 5 = 1
+    r1, r2 = jnp.array([10.0, 0.5, 6.0]), jnp.array([9.5, 0.0, 4.0])
+    _, ok = teachers.label(oracle_params("skip", skip=0.2), jax.random.PRNGKey(0),
+                           pairs_with_returns(r1, r2))
+    assert ok.tolist() == [True, False, True]
+    mu, _ = teachers.label(oracle_params("equal", equal=0.2), jax.random.PRNGKey(0),
+                           pairs_with_returns(r1, r2))
+    assert mu.tolist() == [0.5, 0.5, 1.0]
+
+
+def test_myopic_teacher_weights_late_steps():
+    # segment 1 earns 1 at its first step, segment 2 earns 0.6 at its last: the myopic
+    # teacher (gamma 0.5 over 3 steps) sees 0.25 vs 0.6 and prefers segment 2.
+    r = jnp.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 0.6]]])
+    assert teachers.label(oracle_params("oracle"), jax.random.PRNGKey(0), r)[0].tolist() == [1.0]
+    assert teachers.label(oracle_params("myopic", myopia=0.5), jax.random.PRNGKey(0), r)[0].tolist() == [0.0]
+
+
+def test_disagreement_picks_highest_variance_pairs():
+    # 3 members x 4 pairs; pair 2 has members disagreeing most, pair 0 next
+    sums = jnp.array([[[4.0, 0.0], [1.0, 1.0], [9.0, 0.0], [0.0, 0.0]],
+                      [[0.0, 4.0], [1.0, 1.0], [0.0, 9.0], [0.0, 0.0]],
+                      [[2.0, 2.0], [1.0, 1.0], [9.0, 0.0], [0.1, 0.0]]])
+    s = queries.scores(jnp.float32(1), jax.random.PRNGKey(0), sums)
+    assert queries.top_k(s, 2).tolist() == [2, 0]
+    e = queries.scores(jnp.float32(2), jax.random.PRNGKey(0), sums)
+    # entropy: pairs 0 and 1 are predicted 50/50 on average, pair 2 confidently
+    assert int(jnp.argmax(e)) in (0, 1) and int(jnp.argmin(e)) == 2
+
+
+def test_candidate_pairs_are_distinct_and_in_range():
+    p = np.asarray(queries.candidate_pairs(jax.random.PRNGKey(0), 7, 1000))
+    assert (p[:, 0] != p[:, 1]).all() and p.min() >= 0 and p.max() < 7
+
+
+def test_schedule_spends_exactly_the_budget():
+    due = lambda t: float(queries.labels_due(t, 1_000_000, 700.0, 0.25))
+    assert due(0) == 175 and due(1_000_000) == 700
+    mid = due(500_000)
+    assert 175 + 525 * 0.5 < mid < 700  # front-loaded: more than half the rest by midway
+
+
+def test_segments_never_cross_episode_boundaries():
+    T, B, L = 8, 2, 4
+    valid = jnp.ones((T, B), bool).at[5, 0].set(False)   # env 0 resets at step 5
+    done = jnp.zeros((T, B), bool).at[4, 0].set(True).at[3, 1].set(True)
+    obs = jnp.arange(T * B, dtype=jnp.float32).reshape(T, B, 1)
+    o, a, r, ok = segments.cut(obs, jnp.zeros((T, B, 1)), jnp.ones((T, B)), valid, done, L)
+    # windows: (w0,env0) steps 0-3 ok; (w0,env1) ends exactly at step 3 ok;
+    # (w1,env0) has the done at 4 before its last step and the invalid 5: dropped; (w1,env1) ok
+    assert ok.tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(o[1, :, 0], [1, 3, 5, 7])
+    buf = segments.add(segments.init(3, L, (1,), (1,), jnp.float32), o, a, r, ok)
+    assert int(buf.cursor) == 0 and buf.filled.all()  # 3 kept, the ring wrapped to 0
+
+
+def test_database_bootstrap_and_validation_split():
+    C, M, n = 4096, 3, 4000
+    db = comparisons.init(C, M, 2, (1,), (1,), jnp.float32)
+    db = comparisons.add(db, jax.random.PRNGKey(0), jnp.zeros((n, 2, 2, 1)),
+                         jnp.zeros((n, 2, 2, 1)), jnp.ones(n), jnp.ones(n, bool))
+    val = np.asarray(db.validation[:n])
+    w = np.asarray(db.weight[:n])
+    assert val.mean() == pytest.approx(1 / np.e, abs=0.02)
+    assert (w[val] == 0).all()
+    train_w = w[~val]
+    assert train_w.mean() == pytest.approx(1.0, abs=0.05)   # Poisson(1) counts
+    assert (train_w == 0).mean() == pytest.approx(np.exp(-1), abs=0.03)
+    assert not (w[:, 0] == w[:, 1]).all()  # members resample independently
+    assert int(db.total) == n and int(db.filled.sum()) == n
+
+
+def test_adaptive_l2_rule():
+    l2 = jnp.full(4, 0.01)
+    train = jnp.array([1.0, 1.0, 1.0, 1.0])
+    val = jnp.array([2.0, 1.0, 1.3, 2.0])
+    enough = jnp.array([True, True, True, False])
+    new = np.asarray(preference.adapt_l2(l2, train, val, enough))
+    np.testing.assert_allclose(new, [0.01 * preference.L2_STEP, 0.01 / preference.L2_STEP, 0.01, 0.01])
