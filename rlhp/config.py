@@ -81,6 +81,8 @@ class Config:
     """Ask every label from the initial policy, then freeze the reward model (ablation)."""
     ensemble_size: int = 3
     reward_hidden: tuple = (64, 64)
+    reward_uses_action: bool = True
+    """r-hat(obs, action) as in the paper; False: r-hat(obs)."""
     segment_length: int = 0
     """L in env steps; 0: 1.5 s of task time, clipped to [15, 60]."""
     segment_capacity: int = 256
@@ -209,8 +211,8 @@ PRESETS = {
     "gridworld": dict(num_envs=64, rollout_length=16, total_steps=163_840, update_epochs=4,
                       num_minibatches=4, learning_rate=5e-3, gamma=0.9, ent_coef=0.01,
                       normalize_obs=False, scale_reward=False, iterations_per_chunk=10,
-                      labels=200, segment_length=4, segment_capacity=512, reward_batch=32,
-                      reward_updates=4, pretrain_updates=200, prefill_iterations=1),
+                      labels=200, reward_uses_action=False, segment_length=4, segment_capacity=512, reward_batch=32,
+                      reward_updates=16, pretrain_updates=200, prefill_iterations=1),
     "mujoco": dict(),
 }
 

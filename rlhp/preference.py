@@ -30,6 +30,7 @@ class PrefState:
     db: comparisons.Comparisons
     asked: jax.Array                # [] float32 queries asked so far (skips included)
     segments_seen: jax.Array        # [] int32
+    obs_stats: normalize.RunningStats  # the policy's observation statistics (r-hat inputs)
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,16 @@ class RewardLearner:
                                    self.action_shape, self.action_dtype),
             db=comparisons.init(self.label_capacity, M, L, self.obs_shape,
                                 self.action_shape, self.action_dtype),
-            asked=jnp.zeros((), jnp.float32), segments_seen=jnp.zeros((), jnp.int32))
+            asked=jnp.zeros((), jnp.float32), segments_seen=jnp.zeros((), jnp.int32),
+            obs_stats=normalize.init(self.obs_shape))
+
+    def inputs(self, pref: PrefState, obs):
+        """Observations as r-hat sees them: normalised like the policy's."""
+        return normalize.normalize(pref.obs_stats, obs)
 
     def raw(self, pref: PrefState, obs, action):
         """Raw member outputs ``[M, ...]``."""
-        return reward_model.apply_ensemble(self.net, pref.params, obs, action)
+        return reward_model.apply_ensemble(self.net, pref.params, self.inputs(pref, obs), action)
 
     def relabel(self, pref: PrefState, obs, action, valid, reward_std):
         """r-hat for a rollout: obs ``[T, B, ...]``, valid ``[T, B]``; updates the
@@ -87,7 +93,8 @@ class RewardLearner:
         buf = pref.segments
         n = jnp.minimum(pref.segments_seen, self.segment_capacity)
         pairs = queries.candidate_pairs(k_pairs, n, self.candidate_factor * k_max)
-        sums = reward_model.segment_sums(self.net, pref.params, buf.obs[pairs], buf.action[pairs])
+        sums = reward_model.segment_sums(self.net, pref.params, self.inputs(pref, buf.obs[pairs]),
+                                         buf.action[pairs])
         chosen = pairs[queries.top_k(queries.scores(scheme, k_score, sums), k_max)]  # [K, 2]
         mask = (jnp.arange(k_max) < k) & (n >= 2)
         mu, answered = teachers.label(teacher, k_teach, buf.true_reward[chosen])
@@ -111,9 +118,9 @@ class RewardLearner:
         tx = _adam()
 
         def loss_fn(params, idx, l2):
-            losses = self.member_losses(params, db.obs[idx], db.action[idx], db.mu[idx])
-            sq = jax.tree.map(lambda p: jnp.sum(p.reshape(p.shape[0], -1) ** 2, -1), params)
-            l2_term = l2 * sum(jax.tree.leaves(sq))
+            losses = self.member_losses(params, self.inputs(pref, db.obs[idx]), db.action[idx],
+                                        db.mu[idx])
+            l2_term = l2 * mean_square(params)
             return jnp.sum(jnp.where(has_data, losses.mean(-1) + l2_term, 0.0))
 
         def step(carry, key):
@@ -133,7 +140,8 @@ class RewardLearner:
         """Per-member mean loss on its training and held-out labels, and held-out accuracy
         (ties excluded): ``(train [M], val [M], accuracy [M])``."""
         db = pref.db
-        sums = reward_model.segment_sums(self.net, pref.params, db.obs, db.action)  # [M, C, 2]
+        sums = reward_model.segment_sums(self.net, pref.params, self.inputs(pref, db.obs),
+                                         db.action)  # [M, C, 2]
         losses = reward_model.bt_loss(sums[..., 0], sums[..., 1], db.mu)
         correct = ((sums[..., 0] > sums[..., 1]) == (db.mu > 0.5))  # [M, C]
         train_w = (db.weight * db.filled[:, None]).T
@@ -148,6 +156,15 @@ class RewardLearner:
         diag = self.split_losses(pref)
         enough = (pref.db.validation & pref.db.filled[:, None]).sum(0) >= 4
         return pref.replace(l2=adapt_l2(pref.l2, diag[0], diag[1], enough)), diag
+
+
+def mean_square(params) -> jax.Array:
+    """``[M]``: each member's mean squared parameter. (The L2 weight multiplies this mean,
+    not the sum: on the sum, the adaptive rule drove the penalty far above the
+    Bradley-Terry loss and flattened r-hat.)"""
+    leaves = jax.tree.leaves(params)
+    total = sum(jnp.sum(p.reshape(p.shape[0], -1) ** 2, -1) for p in leaves)
+    return total / sum(p[0].size for p in leaves)
 
 
 def adapt_l2(l2, train_loss, val_loss, enough):

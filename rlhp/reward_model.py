@@ -21,16 +21,21 @@ class RewardMLP(nn.Module):
     """The paper's MuJoCo net: MLP on (obs, action), leaky ReLU (0.01).
 
     ``__call__(obs [..., obs_dim], action [..., A] or [...] int) -> r-hat [...]``.
+    With ``use_action=False`` it is a reward on observations alone (the gridworld's one
+    number per cell, as in the paper explainer).
     """
 
     hidden: Sequence[int] = (64, 64)
     num_actions: int = 0  # > 0: discrete actions enter one-hot
+    use_action: bool = True
 
     @nn.compact
     def __call__(self, obs, action):
         if self.num_actions:
             action = jax.nn.one_hot(action, self.num_actions)
-        x = jnp.concatenate([obs.reshape(obs.shape[: action.ndim - 1] + (-1,)), action], -1)
+        x = obs.reshape(obs.shape[: action.ndim - 1] + (-1,))
+        if self.use_action:
+            x = jnp.concatenate([x, action], -1)
         for h in self.hidden:
             x = nn.leaky_relu(nn.Dense(h)(x), 0.01)
         return nn.Dense(1)(x)[..., 0]

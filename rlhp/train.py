@@ -94,7 +94,8 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
     if L > cfg.rollout_length:
         raise ConfigError(f"segment length {L} exceeds the rollout length {cfg.rollout_length}")
     return RewardLearner(
-        net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions),
+        net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions,
+                                   cfg.reward_uses_action),
         members=cfg.ensemble_size, segment_length=L, segment_capacity=cfg.segment_capacity,
         label_capacity=cfg.label_capacity, candidate_factor=cfg.candidate_factor,
         batch=cfg.reward_batch, obs_shape=spec.obs_shape, action_shape=spec.action_shape,
@@ -149,6 +150,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             return state.replace(pref=pref), None
 
         state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
+        state = state.replace(pref=state.pref.replace(obs_stats=state.obs_stats))
         key, k_ask, k_fit = jax.random.split(state.key, 3)
         k0 = jnp.round(dyn.upfront_fraction * dyn.labels)
         pref = learner.ask(state.pref, k_ask, cfg.upfront_labels, k0, dyn.query,
@@ -240,8 +242,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         done = step.terminated | step.truncated
         # The learner's reward: r-hat, or the true reward for the --reward=true baseline.
         if learner:
-            pref, reward = learner.relabel(state.pref, ro.obs, ro.action, step.valid,
-                                           dyn.reward_std)
+            pref = state.pref.replace(obs_stats=state.obs_stats)
+            pref, reward = learner.relabel(pref, ro.obs, ro.action, step.valid, dyn.reward_std)
             state = state.replace(pref=pref)
             r_hat = reward
         else:

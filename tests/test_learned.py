@@ -53,9 +53,10 @@ def test_gridworld_oracle_learns_the_hidden_reward(gridworld_oracle):
     assert (np.diff(labels, axis=1) >= 0).all()
     scores = [report.task_metrics(trainer, jax.tree.map(lambda x: x[i], states))
               for i in range(2)]
-    # a reward model fit with a broken loss (or a sign error) scores near 0 or below
-    assert np.mean([s["reward_match"] for s in scores]) > 0.6
-    assert np.mean([s["optimal_policy"] for s in scores]) > 0.6
+    # a reward model fit with a broken loss (or a sign error) scores near 0 or below;
+    # measured here: reward_match 0.91-0.95 and optimal_policy 0.88-1.0 across seeds
+    assert np.mean([s["reward_match"] for s in scores]) > 0.85, scores
+    assert np.mean([s["optimal_policy"] for s in scores]) > 0.85, scores
     assert np.asarray(metrics["reward_val_accuracy"])[:, -1].mean() > 0.75
     assert np.asarray(metrics["reward_true_corr"])[:, -1].mean() > 0.5
     # and the policy, which only ever saw r-hat, earns true reward: random scores ~0.7
