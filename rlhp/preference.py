@@ -18,6 +18,7 @@ from rlhp import comparisons, normalize, queries, reward_model, segments, teache
 
 L2_BOUNDS = (1e-6, 10.0)
 L2_STEP = 1.25  # multiplicative step of the adaptive L2 weight
+SPLIT_SAMPLE = 256  # labels drawn to estimate held-out losses when the database is larger
 
 
 @struct.dataclass
@@ -92,9 +93,16 @@ class RewardLearner:
         k_pairs, k_score, k_teach, k_db = jax.random.split(key, 4)
         buf = pref.segments
         n = jnp.minimum(pref.segments_seen, self.segment_capacity)
-        pairs = queries.candidate_pairs(k_pairs, n, self.candidate_factor * k_max)
-        sums = reward_model.segment_sums(self.net, pref.params, self.inputs(pref, buf.obs[pairs]),
-                                         buf.action[pairs])
+        num_candidates = self.candidate_factor * k_max
+        pairs = queries.candidate_pairs(k_pairs, n, num_candidates)
+        if 2 * num_candidates > self.segment_capacity:
+            # fewer segments than candidate slots: score each segment once, then gather
+            per_segment = reward_model.apply_ensemble(
+                self.net, pref.params, self.inputs(pref, buf.obs), buf.action).sum(-1)  # [M, S]
+            sums = per_segment[:, pairs]                                                # [M, N, 2]
+        else:
+            sums = reward_model.segment_sums(self.net, pref.params,
+                                             self.inputs(pref, buf.obs[pairs]), buf.action[pairs])
         chosen = pairs[queries.top_k(queries.scores(scheme, k_score, sums), k_max)]  # [K, 2]
         mask = (jnp.arange(k_max) < k) & (n >= 2)
         mu, answered = teachers.label(teacher, k_teach, buf.true_reward[chosen])
@@ -132,14 +140,21 @@ class RewardLearner:
             params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, upd))
             return (params, opt_state), None
 
+        k_steps, k_split = jax.random.split(key)
         (params, opt_state), _ = jax.lax.scan(step, (pref.params, pref.opt_state),
-                                              jax.random.split(key, num_updates))
-        return self.adapt_l2(pref.replace(params=params, opt_state=opt_state))
+                                              jax.random.split(k_steps, num_updates))
+        return self.adapt_l2(pref.replace(params=params, opt_state=opt_state), k_split)
 
-    def split_losses(self, pref: PrefState):
+    def split_losses(self, pref: PrefState, key):
         """Per-member mean loss on its training and held-out labels, and held-out accuracy
-        (ties excluded): ``(train [M], val [M], accuracy [M])``."""
+        (ties excluded): ``(train [M], val [M], accuracy [M])``. Over the whole database
+        when it holds at most ``SPLIT_SAMPLE`` labels, else over that many drawn from it
+        (the full pass cost a quarter of a Hopper training step)."""
         db = pref.db
+        if self.label_capacity > SPLIT_SAMPLE:
+            idx = jax.random.categorical(key, jnp.log(db.filled.astype(jnp.float32)),
+                                         shape=(SPLIT_SAMPLE,))
+            db = jax.tree.map(lambda x: x[idx] if x.ndim else x, db)
         sums = reward_model.segment_sums(self.net, pref.params, self.inputs(pref, db.obs),
                                          db.action)  # [M, C, 2]
         losses = reward_model.bt_loss(sums[..., 0], sums[..., 1], db.mu)
@@ -150,10 +165,10 @@ class RewardLearner:
         mean = lambda x, w: (x * w).sum(-1) / jnp.maximum(w.sum(-1), 1e-8)
         return mean(losses, train_w), mean(losses, val_w), mean(correct, decided)
 
-    def adapt_l2(self, pref: PrefState):
+    def adapt_l2(self, pref: PrefState, key):
         """Keep validation loss within 1.1x-1.5x of training loss by scaling the L2 weight.
-        Returns ``(pref, split_losses(pref))``."""
-        diag = self.split_losses(pref)
+        Returns ``(pref, split_losses(pref, key))``."""
+        diag = self.split_losses(pref, key)
         enough = (pref.db.validation & pref.db.filled[:, None]).sum(0) >= 4
         return pref.replace(l2=adapt_l2(pref.l2, diag[0], diag[1], enough)), diag
 

@@ -59,6 +59,8 @@ class Trainer:
     train_step: Callable  # (state, dyn) -> (state, metrics)
     chunk: Callable     # jitted (state, dyn) -> (state, metrics [iterations_per_chunk])
     train: Callable     # (key, dyn) -> (state, metrics [num_iterations]); vmappable
+    rollout: Callable   # state -> (state, Rollout): the policy acting for T steps
+    ppo_update: Callable  # (state, rollout, reward [T, B], dyn) -> (state, metrics)
 
     def policy_obs(self, state: TrainState, obs: jax.Array) -> jax.Array:
         return normalize.normalize(state.obs_stats, obs) if self.cfg.normalize_obs else obs
@@ -220,7 +222,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                                step.terminated | step.truncated)
         key, k_ask, k_fit = jax.random.split(state.key, 3)
         if cfg.offline:
-            diag = learner.split_losses(pref)
+            diag = learner.split_losses(pref, k_fit)
         else:
             env_steps = (state.iteration + 1) * cfg.batch_size
             due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction)
@@ -236,19 +238,11 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                        predicted_reward=ppo.masked_mean(r_hat, step.valid))
         return state.replace(pref=pref, key=key), metrics
 
-    def train_step(state: TrainState, dyn: Dynamic):
-        state, ro = rollout(state)
+    def ppo_update(state: TrainState, ro: Rollout, reward, dyn: Dynamic):
+        """PPO on the learner's ``reward [T, B]`` for rollout ``ro``; then the observation
+        statistics take in the rollout. Returns ``(state, metrics)``."""
         step = ro.step
-        done = step.terminated | step.truncated
-        # The learner's reward: r-hat, or the true reward for the --reward=true baseline.
-        if learner:
-            pref = state.pref.replace(obs_stats=state.obs_stats)
-            pref, reward = learner.relabel(pref, ro.obs, ro.action, step.valid, dyn.reward_std)
-            state = state.replace(pref=pref)
-            r_hat = reward
-        else:
-            reward = step.reward
-        state, reward = scale(state, reward, done, dyn)
+        state, reward = scale(state, reward, step.terminated | step.truncated, dyn)
         obs_n = norm_obs(state.obs_stats, step.obs)
         _, _, next_value = network.apply(state.params, obs_n)
         adv, target = ppo.gae(reward, ro.value, next_value, step.terminated, step.truncated,
@@ -261,6 +255,21 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         if cfg.normalize_obs:
             state = state.replace(obs_stats=normalize.update(
                 state.obs_stats, flat(ro.obs), flat(step.valid)))
+        return state, metrics
+
+    def train_step(state: TrainState, dyn: Dynamic):
+        state, ro = rollout(state)
+        step = ro.step
+        done = step.terminated | step.truncated
+        # The learner's reward: r-hat, or the true reward for the --reward=true baseline.
+        if learner:
+            pref = state.pref.replace(obs_stats=state.obs_stats)
+            pref, reward = learner.relabel(pref, ro.obs, ro.action, step.valid, dyn.reward_std)
+            state = state.replace(pref=pref)
+            r_hat = reward
+        else:
+            reward = step.reward
+        state, metrics = ppo_update(state, ro, reward, dyn)
         ep_return, ep_length, fin_ret, fin = episode_stats(
             step.reward, step.valid, done, state.ep_return, state.ep_length)
         n_fin = fin.sum()
@@ -284,7 +293,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     def train(key, dyn):
         return run_chunk(init(key, dyn), dyn, cfg.num_iterations)
 
-    return Trainer(cfg, env, network, learner, init, train_step, chunk, train)
+    return Trainer(cfg, env, network, learner, init, train_step, chunk, train, rollout,
+                   ppo_update)
 
 
 def clip_by_norm(tree, max_norm):

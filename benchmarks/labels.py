@@ -1,0 +1,77 @@
+"""Synthetic-teacher path throughput: query selection + teacher + database insert, and
+reward-model updates.
+
+Labels/s: one jitted ``ask`` choosing K pairs among 10*K candidates from a full segment
+buffer (ensemble forward on every candidate, disagreement scores, top-K, the oracle, the
+insert). Comparisons/s: reward-model minibatch steps (forward and backward of every
+member on its bootstrap minibatch) times the minibatch size.
+
+    python -m benchmarks.labels --json labels.json
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+
+COLUMNS = ["segment_length", "ensemble_size", "labels_per_call", "labels_per_second",
+           "comparisons_per_second"]
+
+
+def measure(length: int, members: int, k: int, updates: int, repeats: int) -> dict:
+    from rlhp.preference import RewardLearner
+    from rlhp.reward_model import RewardMLP
+    from rlhp.teachers import TEACHERS, TeacherParams
+
+    obs_dim, act_dim, capacity = 11, 3, 1024   # Hopper's shapes; 1,024 recent segments
+    learner = RewardLearner(net=RewardMLP((64, 64)), members=members, segment_length=length,
+                            segment_capacity=capacity, label_capacity=4 * k,
+                            candidate_factor=10, batch=64, obs_shape=(obs_dim,),
+                            action_shape=(act_dim,), action_dtype=jnp.float32)
+    key = jax.random.PRNGKey(0)
+    pref = learner.init(key)
+    k1, k2, k3 = jax.random.split(key, 3)
+    segs = pref.segments.replace(
+        obs=jax.random.normal(k1, pref.segments.obs.shape),
+        action=jax.random.uniform(k2, pref.segments.action.shape, minval=-1, maxval=1),
+        true_reward=jax.random.normal(k3, pref.segments.true_reward.shape),
+        filled=jnp.ones(capacity, bool))
+    pref = pref.replace(segments=segs, segments_seen=jnp.int32(capacity))
+    teacher = TeacherParams(kind=jnp.float32(TEACHERS.index("oracle")), beta=jnp.float32(1),
+                            mistake=jnp.float32(0.1), skip=jnp.float32(0.1),
+                            equal=jnp.float32(0.1), myopia=jnp.float32(0.9))
+    scheme = jnp.float32(1)  # disagreement
+    ask = jax.jit(lambda p, key: learner.ask(p, key, k, k, scheme, teacher))
+    holder = {"pref": pref, "key": key}
+
+    def ask_once():
+        holder["key"], sub = jax.random.split(holder["key"])
+        holder["pref"] = ask(holder["pref"], sub)
+        jax.block_until_ready(holder["pref"].db.mu)
+
+    ask_sec = common.median_seconds(ask_once, repeats)
+    fit = jax.jit(lambda p, key: learner.fit(p, key, updates, 1e-3)[0])
+
+    def fit_once():
+        holder["key"], sub = jax.random.split(holder["key"])
+        holder["pref"] = fit(holder["pref"], sub)
+        jax.block_until_ready(holder["pref"].l2)
+
+    fit_sec = common.median_seconds(fit_once, repeats)
+    return {"segment_length": length, "ensemble_size": members, "labels_per_call": k,
+            "candidates_per_call": 10 * k, "labels_per_second": k / ask_sec,
+            "reward_updates_per_call": updates, "minibatch": learner.batch,
+            "comparisons_per_second": updates * learner.batch / fit_sec}
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    k, updates = (16, 2) if args.tiny else (1024, 32)
+    results = [measure(L, 3, k, updates, args.repeats) for L in (25, 50)]
+    return common.report(results, COLUMNS, args.json)
+
+
+if __name__ == "__main__":
+    main()

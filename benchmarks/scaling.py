@@ -1,0 +1,73 @@
+"""Full-loop throughput as the work grows: number of envs, ensemble size, sweep width.
+
+Runs on gridworld (pure JAX, so the sweep axis can be vmapped) at its default
+preference-learning config, varying one factor at a time. Sweep width S runs
+``vmap(train_chunk)`` over S seeds; its row reports env steps/s summed over the sweep and
+the wall time relative to a single run.
+
+    python -m benchmarks.scaling --json scaling.json
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+
+COLUMNS = ["factor", "num_envs", "ensemble_size", "sweep_width", "train_steps_per_second",
+           "seconds_per_iteration", "relative_wall", "compile_seconds"]
+
+
+def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -> dict:
+    from rlhp.config import preset
+    from rlhp.envs import make_env
+    from rlhp.train import make_train
+
+    rollout = 16
+    cfg = preset("gridworld", num_envs=num_envs, rollout_length=rollout, ensemble_size=members,
+                 total_steps=10**9, iterations_per_chunk=2 if tiny else 5,
+                 num_minibatches=4, pretrain_updates=2 if tiny else 200)
+    trainer = make_train(cfg, make_env("gridworld", "auto", num_envs))
+    dyn = cfg.dynamic()
+    keys = jnp.stack([jax.random.PRNGKey(i) for i in range(width)])
+    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))
+    chunk = jax.jit(jax.vmap(lambda s, d: trainer.chunk(s, d), in_axes=(0, None)))
+    init_c, t_init = common.timed_compile(init, keys, dyn)
+    states = init_c(keys, dyn)
+    chunk_c, t_chunk = common.timed_compile(chunk, states, dyn)
+    holder = {"s": states}
+
+    def once():
+        holder["s"], m = chunk_c(holder["s"], dyn)
+        jax.block_until_ready(m)
+
+    sec = common.median_seconds(once, repeats)
+    steps = width * cfg.iterations_per_chunk * cfg.batch_size
+    return {"num_envs": num_envs, "ensemble_size": members, "sweep_width": width,
+            "train_steps_per_second": steps / sec,
+            "seconds_per_iteration": sec / cfg.iterations_per_chunk,
+            "compile_seconds": t_init + t_chunk}
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    envs = (16,) if args.tiny else (16, 64, 256, 1024, 2048)
+    members = (1,) if args.tiny else (1, 3, 5)
+    widths = (2,) if args.tiny else (1, 4, 16)
+    results = []
+    for n in envs:
+        results.append({"factor": "num_envs", **measure(n, 3, 1, args.repeats, args.tiny)})
+    for m in members:
+        results.append({"factor": "ensemble_size", **measure(64, m, 1, args.repeats, args.tiny)})
+    for w in widths:
+        results.append({"factor": "sweep_width", **measure(64, 3, w, args.repeats, args.tiny)})
+    for group in ("num_envs", "ensemble_size", "sweep_width"):
+        rows = [r for r in results if r["factor"] == group]
+        for r in rows:
+            r["relative_wall"] = r["seconds_per_iteration"] / rows[0]["seconds_per_iteration"]
+    return common.report(results, COLUMNS, args.json)
+
+
+if __name__ == "__main__":
+    main()

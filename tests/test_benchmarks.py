@@ -1,0 +1,39 @@
+"""Each benchmark runs end to end at its smallest setting and writes the promised keys."""
+import json
+
+from benchmarks import labels, scaling, throughput
+
+
+def check(path, keys):
+    out = json.loads(path.read_text())
+    assert set(out) == {"machine", "results"} and out["machine"]["cpu_count"] >= 1
+    assert out["results"]
+    for row in out["results"]:
+        for k in keys:
+            assert k in row, k
+    return out["results"]
+
+
+def test_throughput_tiny(tmp_path):
+    throughput.main(["--tiny", "--repeats", "1", "--tasks", "gridworld,hopper",
+                     "--json", str(tmp_path / "t.json")])
+    rows = check(tmp_path / "t.json", ["env", "backend", "num_envs", "raw_steps_per_second",
+                                       "train_steps_per_second", "ratio", "compile_seconds",
+                                       "peak_rss_mb"])
+    for r in rows:
+        assert r["raw_steps_per_second"] > 0 and 0 < r["ratio"]
+        assert r["ratio"] == r["train_steps_per_second"] / r["raw_steps_per_second"]
+
+
+def test_labels_tiny(tmp_path):
+    labels.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "l.json")])
+    rows = check(tmp_path / "l.json", ["segment_length", "ensemble_size", "labels_per_second",
+                                       "comparisons_per_second"])
+    assert [r["segment_length"] for r in rows] == [25, 50]
+
+
+def test_scaling_tiny(tmp_path):
+    scaling.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "s.json")])
+    rows = check(tmp_path / "s.json", ["num_envs", "ensemble_size", "sweep_width",
+                                       "train_steps_per_second", "relative_wall"])
+    assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width"}
