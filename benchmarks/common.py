@@ -36,6 +36,18 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def median_seconds_threaded(step, state, repeats: int) -> float:
+    """Median wall time of ``state, out = step(state)``, threading the state through the
+    calls (so each call continues the previous one, as training does)."""
+    holder = {"state": state}
+
+    def once():
+        holder["state"], out = step(holder["state"])
+        jax.block_until_ready(out)
+
+    return median_seconds(once, repeats)
+
+
 def timed_compile(jitted, *args):
     """``(compiled, seconds)``: ahead-of-time lowering and compilation of ``jitted``."""
     t = time.perf_counter()

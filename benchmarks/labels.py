@@ -43,22 +43,20 @@ def measure(length: int, members: int, k: int, updates: int, repeats: int) -> di
                             equal=jnp.float32(0.1), myopia=jnp.float32(0.9))
     scheme = jnp.float32(1)  # disagreement
     ask = jax.jit(lambda p, key: learner.ask(p, key, k, k, scheme, teacher))
-    holder = {"pref": pref, "key": key}
+    fit = jax.jit(lambda p, key: learner.fit(p, key, updates, 1e-3))
 
-    def ask_once():
-        holder["key"], sub = jax.random.split(holder["key"])
-        holder["pref"] = ask(holder["pref"], sub)
-        jax.block_until_ready(holder["pref"].db.mu)
+    def call(fn):
+        """One call of ``fn`` on a fresh key, threading (pref, key) through the calls."""
+        def step(carry):
+            p, key = carry
+            key, sub = jax.random.split(key)
+            out = fn(p, sub)
+            p = out[0] if isinstance(out, tuple) else out
+            return (p, key), p
+        return step
 
-    ask_sec = common.median_seconds(ask_once, repeats)
-    fit = jax.jit(lambda p, key: learner.fit(p, key, updates, 1e-3)[0])
-
-    def fit_once():
-        holder["key"], sub = jax.random.split(holder["key"])
-        holder["pref"] = fit(holder["pref"], sub)
-        jax.block_until_ready(holder["pref"].l2)
-
-    fit_sec = common.median_seconds(fit_once, repeats)
+    ask_sec = common.median_seconds_threaded(call(ask), (pref, key), repeats)
+    fit_sec = common.median_seconds_threaded(call(fit), (pref, key), repeats)
     return {"segment_length": length, "ensemble_size": members, "labels_per_call": k,
             "candidates_per_call": 10 * k, "labels_per_second": k / ask_sec,
             "reward_updates_per_call": updates, "minibatch": learner.batch,

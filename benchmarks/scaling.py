@@ -35,13 +35,7 @@ def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -
     init_c, t_init = common.timed_compile(init, keys, dyn)
     states = init_c(keys, dyn)
     chunk_c, t_chunk = common.timed_compile(chunk, states, dyn)
-    holder = {"s": states}
-
-    def once():
-        holder["s"], m = chunk_c(holder["s"], dyn)
-        jax.block_until_ready(m)
-
-    sec = common.median_seconds(once, repeats)
+    sec = common.median_seconds_threaded(lambda s: chunk_c(s, dyn), states, repeats)
     steps = width * cfg.iterations_per_chunk * cfg.batch_size
     return {"num_envs": num_envs, "ensemble_size": members, "sweep_width": width,
             "train_steps_per_second": steps / sec,

@@ -62,25 +62,13 @@ def measure(task: str, repeats: int, tiny: bool) -> dict:
     init, init_s = common.timed_compile(jax.jit(trainer.init), key, dyn)
     state = init(key, dyn)
     chunk, chunk_s = common.timed_compile(trainer.chunk, state, dyn)
-    holder = {"state": state}
-
-    def train_once():
-        holder["state"], m = chunk(holder["state"], dyn)
-        jax.block_until_ready(m)
-
-    train_sec = common.median_seconds(train_once, repeats)
+    train_sec = common.median_seconds_threaded(lambda s: chunk(s, dyn), state, repeats)
     train_sps = chunk_iters * cfg.batch_size / train_sec
 
     steps = chunk_iters * cfg.rollout_length
     raw = random_rollout(env, steps)
     env_state = jax.jit(env.reset)(key)
-    raw_holder = {"state": env_state}
-
-    def raw_once():
-        raw_holder["state"], r = raw(raw_holder["state"], key)
-        jax.block_until_ready(r)
-
-    raw_sec = common.median_seconds(raw_once, repeats)
+    raw_sec = common.median_seconds_threaded(lambda s: raw(s, key), env_state, repeats)
     raw_sps = steps * cfg.num_envs / raw_sec
     return {"env": task, "backend": env.spec.backend, "num_envs": cfg.num_envs,
             "reward": cfg.reward, "raw_steps_per_second": raw_sps,
