@@ -25,7 +25,7 @@ def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -
 
     rollout = 16
     cfg = preset("gridworld", num_envs=num_envs, rollout_length=rollout, ensemble_size=members,
-                 total_steps=10**9, iterations_per_chunk=2 if tiny else 5,
+                 total_steps=10_000 * 5 * num_envs * rollout, iterations_per_chunk=2 if tiny else 5,
                  num_minibatches=4, pretrain_updates=2 if tiny else 200)
     trainer = make_train(cfg, make_env("gridworld", "auto", num_envs))
     dyn = cfg.dynamic()
@@ -36,10 +36,10 @@ def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -
     states = init_c(keys, dyn)
     chunk_c, t_chunk = common.timed_compile(chunk, states, dyn)
     sec = common.median_seconds_threaded(lambda s: chunk_c(s, dyn), states, repeats)
-    steps = width * cfg.iterations_per_chunk * cfg.batch_size
+    steps = width * cfg.chunk_iterations * cfg.batch_size
     return {"num_envs": num_envs, "ensemble_size": members, "sweep_width": width,
             "train_steps_per_second": steps / sec,
-            "seconds_per_iteration": sec / cfg.iterations_per_chunk,
+            "seconds_per_iteration": sec / cfg.chunk_iterations,
             "compile_seconds": t_init + t_chunk}
 
 

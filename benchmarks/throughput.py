@@ -53,7 +53,9 @@ def measure(task: str, repeats: int, tiny: bool) -> dict:
                          pretrain_updates=1, prefill_iterations=1, segment_capacity=32)
     cfg = preset(task, **overrides)
     chunk_iters = 1 if tiny else max(1, 8192 // cfg.batch_size)
-    cfg = cfg.replace(iterations_per_chunk=chunk_iters)
+    cfg = cfg.replace(iterations_per_chunk=chunk_iters,
+                      total_steps=10_000 * chunk_iters * cfg.batch_size)
+    assert cfg.chunk_iterations == chunk_iters
     env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=0, preference_episodes=True)
     trainer = make_train(cfg, env)
     dyn = cfg.dynamic()

@@ -74,7 +74,8 @@ class Config:
     """Divide the learner's reward by the running std of its discounted return."""
     anneal_lr: bool = True
     iterations_per_chunk: int = 1
-    """Iterations per jitted call of the host loop (logging happens between calls)."""
+    """Most iterations per jitted call of the host loop (logging happens between calls);
+    the run uses the largest count up to this that divides the number of iterations."""
     eval_episodes: int = 16
     # reward learning (static)
     offline: bool = False
@@ -166,6 +167,13 @@ class Config:
     @property
     def num_iterations(self) -> int:
         return self.total_steps // self.batch_size
+
+    @property
+    def chunk_iterations(self) -> int:
+        """Iterations per jitted chunk: the largest divisor of ``num_iterations`` that is at
+        most ``iterations_per_chunk``, so whole chunks cover the run exactly."""
+        n = self.num_iterations
+        return max(d for d in range(1, min(self.iterations_per_chunk, n) + 1) if n % d == 0)
 
     @property
     def steps(self) -> int:

@@ -85,8 +85,8 @@ def train_and_report(cfg: Config, run_dir: Path) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    n_chunks = cfg.num_iterations // cfg.iterations_per_chunk
-    steps_per_chunk = cfg.iterations_per_chunk * cfg.batch_size
+    n_chunks = cfg.num_iterations // cfg.chunk_iterations
+    steps_per_chunk = cfg.chunk_iterations * cfg.batch_size
     last_return, last = float("nan"), {}
     t_train = time.time()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
@@ -99,7 +99,7 @@ def train_and_report(cfg: Config, run_dir: Path) -> dict:
         for i in range(n_chunks):
             state, metrics = chunk(state, dyn)
             metrics = jax.device_get(metrics)
-            for j in range(cfg.iterations_per_chunk):
+            for j in range(cfg.chunk_iterations):
                 row = {k: finite_or_none(v[j]) for k, v in metrics.items()}
                 row["wall_seconds"] = time.time() - t_start
                 log.write(json.dumps(row) + "\n")

@@ -57,7 +57,7 @@ class Trainer:
     learner: RewardLearner | None
     init: Callable      # (key, dyn) -> TrainState
     train_step: Callable  # (state, dyn) -> (state, metrics)
-    chunk: Callable     # jitted (state, dyn) -> (state, metrics [iterations_per_chunk])
+    chunk: Callable     # jitted (state, dyn) -> (state, metrics [chunk_iterations])
     train: Callable     # (key, dyn) -> (state, metrics [num_iterations]); vmappable
     rollout: Callable   # state -> (state, Rollout): the policy acting for T steps
     ppo_update: Callable  # (state, rollout, reward [T, B], dyn) -> (state, metrics)
@@ -288,7 +288,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     def run_chunk(state, dyn, n):
         return jax.lax.scan(lambda s, _: train_step(s, dyn), state, None, n)
 
-    chunk = jax.jit(lambda state, dyn: run_chunk(state, dyn, cfg.iterations_per_chunk))
+    chunk = jax.jit(lambda state, dyn: run_chunk(state, dyn, cfg.chunk_iterations))
 
     def train(key, dyn):
         return run_chunk(init(key, dyn), dyn, cfg.num_iterations)

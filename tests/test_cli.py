@@ -64,6 +64,16 @@ def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     assert summary["true_return_mean"] > 4
 
 
+def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
+    """gridworld logs every 10 iterations; 15 iterations must still all run and log."""
+    out = tmp_path / "run"
+    assert run.main(["--env=gridworld", "--reward=true", "--steps=15360",
+                     f"--run-dir={out}"]) == 0
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 15 and json.loads(rows[-1])["env_steps"] == 15360
+    assert json.loads((out / "summary.json").read_text())["steps"] == 15360
+
+
 def test_tiny_learned_run_reports_labels(tmp_path):
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
