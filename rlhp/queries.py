@@ -49,4 +49,6 @@ def labels_due(env_steps, total_steps, budget, upfront_fraction, horizon=2e6):
     """
     upfront = jnp.round(upfront_fraction * budget)
     frac = jnp.log1p(env_steps / horizon) / jnp.log1p(total_steps / horizon)
-    return jnp.floor(upfront + (budget - upfront) * jnp.minimum(frac, 1.0) + 1e-6)
+    due = jnp.floor(upfront + (budget - upfront) * jnp.minimum(frac, 1.0) + 1e-6)
+    # at the last step float32 rounding can leave frac just under 1: the budget is the budget
+    return jnp.where(env_steps >= total_steps, budget, due)

@@ -95,6 +95,10 @@ def test_schedule_spends_exactly_the_budget():
     assert due(0) == 175 and due(1_000_000) == 700
     mid = due(500_000)
     assert 175 + 525 * 0.5 < mid < 700  # front-loaded: more than half the rest by midway
+    # float32 rounding at the last step once left the 3M-step default run one label short
+    for total in (2_998_272, 999_424, 163_840, 12_345_678):
+        last = jax.jit(lambda e: queries.labels_due(e, total, jnp.float32(700), jnp.float32(0.25)))
+        assert float(last(jnp.int32(total))) == 700
 
 
 def test_segments_never_cross_episode_boundaries():
