@@ -142,14 +142,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         """Before RL: segments from the initial policy, the up-front labels, reward fitting."""
         def collect(state, _):
             state, ro = rollout(state)
-            s = ro.step
-            pref = learner.observe(state.pref, ro.obs, ro.action, s.reward, s.valid,
-                                   s.terminated | s.truncated)
-            if cfg.normalize_obs:
-                state = state.replace(obs_stats=normalize.update(
-                    state.obs_stats, ro.obs.reshape((T * B,) + ro.obs.shape[2:]),
-                    s.valid.reshape(-1)))
-            return state.replace(pref=pref), None
+            state = update_obs_stats(state, ro)
+            return state.replace(pref=keep_segments(state.pref, ro)), None
 
         state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
         state = state.replace(pref=state.pref.replace(obs_stats=state.obs_stats))
@@ -159,6 +153,19 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                            dyn.teacher_params())
         pref, _ = learner.fit(pref, k_fit, cfg.pretrain_updates, dyn.reward_lr)
         return state.replace(pref=pref, key=key)
+
+    def keep_segments(pref: PrefState, ro: Rollout) -> PrefState:
+        s = ro.step
+        return learner.observe(pref, ro.obs, ro.action, s.reward, s.valid,
+                               s.terminated | s.truncated)
+
+    def update_obs_stats(state: TrainState, ro: Rollout) -> TrainState:
+        """Fold the rollout's valid observations into the normalisation statistics."""
+        if not cfg.normalize_obs:
+            return state
+        flat = ro.obs.reshape((T * B,) + ro.obs.shape[2:])
+        return state.replace(obs_stats=normalize.update(state.obs_stats, flat,
+                                                        ro.step.valid.reshape(-1)))
 
     def rollout(state: TrainState):
         def body(carry, _):
@@ -218,12 +225,12 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     def learn_reward(state: TrainState, ro: Rollout, r_hat, dyn: Dynamic):
         """Segments in, queries out to the teacher, the ensemble fit to the database."""
         step = ro.step
-        pref = learner.observe(state.pref, ro.obs, ro.action, step.reward, step.valid,
-                               step.terminated | step.truncated)
+        pref = state.pref
         key, k_ask, k_fit = jax.random.split(state.key, 3)
-        if cfg.offline:
+        if cfg.offline:  # the reward model is frozen: no segments, queries or fitting
             diag = learner.split_losses(pref, k_fit)
         else:
+            pref = keep_segments(pref, ro)
             env_steps = (state.iteration + 1) * cfg.batch_size
             due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction)
             k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
@@ -252,10 +259,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                           log_prob=flat(ro.log_prob), advantage=flat(adv), target=flat(target),
                           valid=flat(step.valid))
         state, metrics = update(state, batch, dyn)
-        if cfg.normalize_obs:
-            state = state.replace(obs_stats=normalize.update(
-                state.obs_stats, flat(ro.obs), flat(step.valid)))
-        return state, metrics
+        return update_obs_stats(state, ro), metrics
 
     def train_step(state: TrainState, dyn: Dynamic):
         state, ro = rollout(state)
