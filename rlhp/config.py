@@ -213,6 +213,38 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Inverse of ``to_dict`` (JSON lists back to tuples); raises ``ConfigError``."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def override(self, assignments: list[str]) -> "Config":
+        """Apply ``key=value`` strings (values parsed as Python literals, else strings)."""
+        import ast
+        fields = {f.name for f in dataclasses.fields(self)}
+        kw = {}
+        for item in assignments:
+            key, sep, text = item.partition("=")
+            if not sep or key not in fields:
+                raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of the "
+                                  f"Config fields (e.g. reward_updates=16)")
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = text
+            default = getattr(self, key)
+            want = (int, float) if type(default) in (int, float) else type(default)
+            if isinstance(value, list):
+                value = tuple(value)
+            if not isinstance(value, want) or (isinstance(value, bool) and want != bool):
+                raise ConfigError(f"--set {item!r}: {key} takes a {type(default).__name__}")
+            kw[key] = value
+        return self.replace(**kw)
+
 
 # Per-family defaults that learn (the CLI and tests start from these).
 PRESETS = {

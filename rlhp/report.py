@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from rlhp import reward_model
 from rlhp.envs import gridworld
@@ -36,3 +37,16 @@ def task_metrics(trainer, state) -> dict:
     return {"policy_optimal": float(gridworld.greedy_optimal_share(jnp.argmax(head, -1))),
             "optimal_policy": float(gridworld.greedy_optimal_share(jnp.argmax(q, -1))),
             "reward_match": float(jnp.corrcoef(true, learned)[0, 1])}
+
+
+def segment_rewards(trainer, state, reward_std: float = 1.0):
+    """r-hat and the teacher's true reward of every step of the buffered segments.
+
+    Returns numpy ``(r_hat [N], true [N])`` over the ``N = filled * L`` buffered steps.
+    """
+    pref = state.pref
+    seg = pref.segments
+    raw = trainer.learner.raw(pref, seg.obs, seg.action)                        # [M, S, L]
+    r_hat = reward_model.normalized(raw, pref.stats, reward_std).mean(0)        # [S, L]
+    keep = np.asarray(seg.filled)
+    return np.asarray(r_hat)[keep].ravel(), np.asarray(seg.true_reward)[keep].ravel()

@@ -308,6 +308,25 @@ def clip_by_norm(tree, max_norm):
     return jax.tree.map(lambda g: g * factor, tree)
 
 
+def nonfinite_parts(state: TrainState) -> dict:
+    """``{"policy": ok, "reward model": ok}``: whether every parameter is finite."""
+    parts = {"policy": state.params}
+    if state.pref is not None:
+        parts["reward model"] = state.pref.params
+    return {name: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(p)]))
+            for name, p in parts.items()}
+
+
+def restart_episodes(trainer: Trainer, state: TrainState, key: jax.Array) -> TrainState:
+    """Fresh episodes in every env (after a resume on a backend whose env state lives
+    outside JAX); the learner's state is untouched."""
+    env_state = trainer.env.reset(key)
+    B = trainer.cfg.num_envs
+    return state.replace(env_state=env_state, obs=trainer.env.obs(env_state),
+                         disc_return=jnp.zeros(B), ep_return=jnp.zeros(B),
+                         ep_length=jnp.zeros(B, jnp.int32))
+
+
 def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array):
     """Deterministic-policy episodes on ``eval_env`` (the task's standard reward and episodes).
 

@@ -19,6 +19,14 @@ BAD = [
     (["--env=gridworld", "--teacher=bogus"], "unknown --teacher"),
     (["--env=gridworld", "--query=bogus"], "unknown --query"),
     (["--env=gridworld", "--offline", "--reward=true"], "--offline needs --reward=learned"),
+    (["--env=gridworld", "--reward=true", "--labels=50"], "--labels need --reward=learned"),
+    (["--env=gridworld", "--set", "segment_length=200"], "segment length 200 must lie in"),
+    (["--env=hopper", "--set", "segment_length=0", "--set", "rollout_length=8"],
+     "segment length 60 exceeds the rollout length 8"),
+    (["--env=gridworld", "--set", "nope=1"], "expected FIELD=VALUE"),
+    (["--env=gridworld", "--set", "gamma=high"], "gamma takes a float"),
+    (["--env=gridworld", "--wandb=bogus"], "unknown --wandb"),
+    (["--env=gridworld", "--checkpoint-every=-1"], "--checkpoint-every must be >= 0"),
 ]
 
 
@@ -33,7 +41,7 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
 def test_existing_run_dir_is_left_untouched(capsys, tmp_path):
     (tmp_path / "summary.json").write_text("keep me")
     assert run.main(["--env=gridworld", f"--run-dir={tmp_path}"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already exists; pick another --run-dir or add --resume" in capsys.readouterr().err
     assert (tmp_path / "summary.json").read_text() == "keep me"
 
 
@@ -47,7 +55,7 @@ def test_module_exit_status_is_2():
 def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--reward=true", "--steps=10240", "--seed=3",
-                     f"--run-dir={out}"]) == 0
+                     "--wandb=disabled", "--no-video", f"--run-dir={out}"]) == 0
     assert str(out) in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     for key in ["env", "backend", "seed", "steps", "labels", "teacher", "query", "reward",
@@ -68,7 +76,7 @@ def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
     """gridworld logs every 10 iterations; 15 iterations must still all run and log."""
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--reward=true", "--steps=15360",
-                     f"--run-dir={out}"]) == 0
+                     "--wandb=disabled", "--no-video", f"--run-dir={out}"]) == 0
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 15 and json.loads(rows[-1])["env_steps"] == 15360
     assert json.loads((out / "summary.json").read_text())["steps"] == 15360
@@ -77,7 +85,7 @@ def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
 def test_tiny_learned_run_reports_labels(tmp_path):
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
-                     "--query=entropy", f"--run-dir={out}"]) == 0
+                     "--query=entropy", "--wandb=disabled", "--no-video", f"--run-dir={out}"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reward"] == "learned" and summary["labels"] == 30
     assert summary["teacher"] == "mistake" and summary["query"] == "entropy"
