@@ -1,12 +1,17 @@
 """Where a training iteration's time goes: each stage of ``train_step`` timed on its own.
 
-Stages of the default Hopper preference run (16 envs x 128 steps): the rollout (env +
+Stages of a preference run (default: Hopper, 16 envs x 128 steps): the rollout (env +
 policy), relabelling with the ensemble, one PPO update (epochs x minibatches), segment
 capture + query selection + teacher + insert, reward-model fitting (minibatch steps), and
 the held-out split losses that drive the adaptive L2. The full step is timed too, so the
 stages can be compared with the whole.
 
+``--widths 1,16`` (JAX-native envs, e.g. ``--env gridworld``) times every stage as
+``vmap`` over that many seeds and reports each stage's cost relative to one seed: the
+profile behind the sweep-scaling figure of ``benchmarks.scaling``.
+
     python -m benchmarks.stages --json stages.json
+    python -m benchmarks.stages --env gridworld --widths 1,16 --json stages_gridworld.json
 """
 from __future__ import annotations
 
@@ -15,61 +20,83 @@ import jax.numpy as jnp
 
 from benchmarks import common
 
-COLUMNS = ["stage", "milliseconds", "share_of_step"]
+COLUMNS = ["stage", "sweep_width", "milliseconds", "share_of_step", "cost_vs_one_seed"]
 
 
-def main(argv=None):
-    p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--env", default="hopper")
-    args = p.parse_args(argv)
+def stage_functions(tr, dyn):
+    """Per-seed stage functions ``(state, ro, key) -> outputs``."""
+    cfg, learner = tr.cfg, tr.learner
+    k = cfg.labels_per_iteration
+
+    def observe(pref, ro):
+        s = ro.step
+        return learner.observe(pref, ro.obs, ro.action, s.reward, s.valid,
+                               s.terminated | s.truncated)
+
+    return {
+        "rollout (env + policy)": lambda st, ro, key: tr.rollout(st),
+        "relabel (ensemble on rollout)": lambda st, ro, key: learner.relabel(
+            st.pref, ro.obs, ro.action, ro.step.valid, dyn.reward_std),
+        "PPO update": lambda st, ro, key: tr.ppo_update(st, ro, ro.step.reward, dyn),
+        "segments + queries + teacher + insert": lambda st, ro, key: learner.ask(
+            observe(st.pref, ro), key, k, k, dyn.query, dyn.teacher_params()),
+        "reward fit (incl. split losses)": lambda st, ro, key: learner.fit(
+            st.pref, key, cfg.reward_updates, dyn.reward_lr),
+        "split losses (held-out, L2 rule)": lambda st, ro, key: learner.split_losses(
+            st.pref, key),
+    }
+
+
+def measure(env_name: str, width: int, repeats: int, tiny: bool) -> list[dict]:
     from rlhp.config import preset
     from rlhp.envs import make_env
     from rlhp.train import make_train
 
     overrides = dict(total_steps=10**9, iterations_per_chunk=1)
-    if args.tiny:
+    if tiny:
         overrides.update(num_envs=4, rollout_length=64, num_minibatches=4, update_epochs=1,
                          pretrain_updates=1, prefill_iterations=1, segment_capacity=32)
-    cfg = preset(args.env, **overrides)
-    env = make_env(cfg.env, cfg.backend, cfg.num_envs, preference_episodes=True)
-    tr = make_train(cfg, env)
+    cfg = preset(env_name, **overrides)
+    tr = make_train(cfg, make_env(cfg.env, cfg.backend, cfg.num_envs, preference_episodes=True))
     dyn = cfg.dynamic()
-    key = jax.random.PRNGKey(0)
-    state = jax.jit(tr.init)(key, dyn)
-    learner, pref = tr.learner, state.pref
+    vm = (lambda f: jax.vmap(f)) if width > 1 else (lambda f: f)
+    keys = jnp.stack([jax.random.PRNGKey(i) for i in range(width)])
+    keys = keys if width > 1 else keys[0]
+    state = jax.jit(vm(lambda key: tr.init(key, dyn)))(keys)
+    _, ro = jax.jit(vm(tr.rollout))(state)
     holder = {"state": state}
-    step = jax.jit(tr.train_step)
-    ro_fn = jax.jit(tr.rollout)
-    _, ro = ro_fn(state)
-    s = ro.step
-    done = s.terminated | s.truncated
-    relabel = jax.jit(lambda p: learner.relabel(p, ro.obs, ro.action, s.valid, dyn.reward_std))
-    update = jax.jit(lambda st: tr.ppo_update(st, ro, s.reward, dyn))
-    k = cfg.labels_per_iteration
-    ask = jax.jit(lambda p, key: learner.ask(
-        learner.observe(p, ro.obs, ro.action, s.reward, s.valid, done), key, k, k,
-        dyn.query, dyn.teacher_params()))
-    fit_only = jax.jit(lambda p, key: learner.fit(p, key, cfg.reward_updates, dyn.reward_lr))
-    split = jax.jit(learner.split_losses)
-
-    def timed(name, fn):
-        ms = 1000 * common.median_seconds(lambda: jax.block_until_ready(fn()), args.repeats)
-        return {"stage": name, "milliseconds": ms}
+    step = jax.jit(vm(lambda st: tr.train_step(st, dyn)))
 
     def full():
-        holder["state"], m = step(holder["state"], dyn)
+        holder["state"], m = step(holder["state"])
         return m
 
-    rows = [timed("full train_step", full),
-            timed("rollout (env + policy)", lambda: ro_fn(state)),
-            timed("relabel (ensemble on rollout)", lambda: relabel(pref)),
-            timed("PPO update", lambda: update(state)),
-            timed("segments + queries + teacher + insert", lambda: ask(pref, key)),
-            timed("reward fit (incl. split losses)", lambda: fit_only(pref, key)),
-            timed("split losses (held-out, L2 rule)", lambda: split(pref, key))]
-    for r in rows:
-        r["share_of_step"] = r["milliseconds"] / rows[0]["milliseconds"]
-    return common.report(rows, COLUMNS, args.json)
+    rows = [("full train_step", full)]
+    for name, fn in stage_functions(tr, dyn).items():
+        jitted = jax.jit(vm(fn))
+        rows.append((name, lambda j=jitted: j(state, ro, keys)))
+    out = []
+    for name, fn in rows:
+        ms = 1000 * common.median_seconds(lambda: jax.block_until_ready(fn()), repeats)
+        out.append({"stage": name, "sweep_width": width, "milliseconds": ms})
+    for r in out:
+        r["share_of_step"] = r["milliseconds"] / out[0]["milliseconds"]
+    return out
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--env", default="hopper")
+    p.add_argument("--widths", default="1", help="comma-separated sweep widths (vmapped seeds)")
+    args = p.parse_args(argv)
+    widths = [int(w) for w in args.widths.split(",")]
+    results = []
+    for w in widths:
+        results += measure(args.env, w, args.repeats, args.tiny)
+    base = {r["stage"]: r["milliseconds"] for r in results if r["sweep_width"] == widths[0]}
+    for r in results:
+        r["cost_vs_one_seed"] = r["milliseconds"] / base[r["stage"]] if widths[0] == 1 else None
+    return common.report(results, COLUMNS, args.json)
 
 
 if __name__ == "__main__":

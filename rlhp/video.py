@@ -113,15 +113,19 @@ def envpool_frames(trainer, state):
 
 
 def render_guarded(render):
-    """Run ``render()`` with headless EGL; a missing GL library becomes VideoUnavailable."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    """Run ``render()`` once MuJoCo has shown it can draw offscreen (else VideoUnavailable)."""
+    import mujoco
     try:
-        return render()
-    except Exception as e:  # GL failures surface as ImportError, RuntimeError, FatalError...
-        if "gl" not in f"{type(e).__name__} {e}".lower():
-            raise
-        raise VideoUnavailable(f"MuJoCo could not render offscreen ({str(e).splitlines()[0]}); "
-                               f"install EGL: apt-get install libegl1 libgl1") from None
+        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
+        with mujoco.Renderer(model, 8, 8) as probe:
+            probe.update_scene(mujoco.MjData(model))
+            probe.render()
+    except Exception as e:  # missing libraries surface as ImportError, FatalError, ...
+        raise VideoUnavailable(
+            f"MuJoCo cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"install EGL: apt-get install libegl1 libgl1") from None
+    return render()
 
 
 FRAMES = {"gridworld": gridworld_frames, "brax": brax_frames, "envpool": envpool_frames}

@@ -1,7 +1,7 @@
 """Each benchmark runs end to end at its smallest setting and writes the promised keys."""
 import json
 
-from benchmarks import labels, scaling, throughput
+from benchmarks import labels, scaling, stages, throughput
 
 
 def check(path, keys):
@@ -37,3 +37,12 @@ def test_scaling_tiny(tmp_path):
     rows = check(tmp_path / "s.json", ["num_envs", "ensemble_size", "sweep_width",
                                        "train_steps_per_second", "relative_wall"])
     assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width"}
+
+
+def test_stages_tiny(tmp_path):
+    stages.main(["--tiny", "--repeats", "1", "--env", "gridworld", "--widths", "1,2",
+                 "--json", str(tmp_path / "p.json")])
+    rows = check(tmp_path / "p.json", ["stage", "sweep_width", "milliseconds", "share_of_step",
+                                       "cost_vs_one_seed"])
+    assert len(rows) == 2 * 7 and {r["sweep_width"] for r in rows} == {1, 2}
+    assert all(r["milliseconds"] > 0 for r in rows)
