@@ -3,7 +3,8 @@ reward-model updates.
 
 Labels/s: one jitted ``ask`` choosing K pairs among 10*K candidates from a full segment
 buffer (ensemble forward on every candidate, disagreement scores, top-K, the oracle, the
-insert). Comparisons/s: reward-model minibatch steps (forward and backward of every
+insert). Its arithmetic is one ensemble forward pass over every buffered step, timed on its
+own, with its GFLOP/s next to this machine's dense-matmul GFLOP/s. Comparisons/s: reward-model minibatch steps (forward and backward of every
 member on its bootstrap minibatch) times the minibatch size.
 
     python -m benchmarks.labels --json labels.json
@@ -16,7 +17,21 @@ import jax.numpy as jnp
 from benchmarks import common
 
 COLUMNS = ["segment_length", "ensemble_size", "labels_per_call", "labels_per_second",
-           "comparisons_per_second"]
+           "comparisons_per_second", "ensemble_forward_share", "forward_gflops_per_second",
+           "machine_matmul_gflops_per_second"]
+
+
+def mlp_flops(sizes) -> int:
+    """Multiply-adds x 2 of one forward pass through dense layers of ``sizes``."""
+    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def matmul_gflops(repeats: int, n: int = 2048) -> float:
+    """This machine's dense float32 matmul rate (the arithmetic ceiling), GFLOP/s."""
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    sec = common.median_seconds(lambda: jax.block_until_ready(mm(a)), repeats)
+    return 2 * n**3 / sec / 1e9
 
 
 def measure(length: int, members: int, k: int, updates: int, repeats: int) -> dict:
@@ -55,10 +70,17 @@ def measure(length: int, members: int, k: int, updates: int, repeats: int) -> di
             return (p, key), p
         return step
 
+    # the arithmetic inside ask: every buffered segment through every member
+    forward = jax.jit(lambda p: learner.raw(p, p.segments.obs, p.segments.action))
+    forward_sec = common.median_seconds(lambda: jax.block_until_ready(forward(pref)), repeats)
+    flops = members * capacity * length * mlp_flops((obs_dim + act_dim, 64, 64, 1))
     ask_sec = common.median_seconds_threaded(call(ask), (pref, key), repeats)
     fit_sec = common.median_seconds_threaded(call(fit), (pref, key), repeats)
     return {"segment_length": length, "ensemble_size": members, "labels_per_call": k,
             "candidates_per_call": 10 * k, "labels_per_second": k / ask_sec,
+            "ask_milliseconds": 1000 * ask_sec, "ensemble_forward_milliseconds": 1000 * forward_sec,
+            "ensemble_forward_share": forward_sec / ask_sec,
+            "forward_gflops_per_second": flops / forward_sec / 1e9,
             "reward_updates_per_call": updates, "minibatch": learner.batch,
             "comparisons_per_second": updates * learner.batch / fit_sec}
 
@@ -68,6 +90,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     k, updates = (16, 2) if args.tiny else (1024, 32)
     results = [measure(L, 3, k, updates, args.repeats) for L in (25, 50)]
+    peak = matmul_gflops(args.repeats)
+    for r in results:
+        r["machine_matmul_gflops_per_second"] = peak
     return common.report(results, COLUMNS, args.json)
 
 

@@ -121,7 +121,6 @@ class RewardLearner:
         bootstrap weights (a no-op while the database is empty); then the L2 weights adapt.
         Returns ``(pref, (train_loss [M], val_loss [M], val_accuracy [M]))``."""
         db = pref.db
-        logits = jnp.log(db.weight.T * db.filled)  # [M, C]
         has_data = (db.weight.T * db.filled).sum(-1) > 0  # [M]
         tx = _adam()
 
@@ -133,8 +132,7 @@ class RewardLearner:
 
         def step(carry, key):
             params, opt_state = carry
-            idx = jax.random.categorical(key, logits, axis=-1,
-                                         shape=(self.batch, self.members)).T  # [M, b]
+            idx = comparisons.sample(db, key, self.batch)  # [M, b]
             grads = jax.grad(loss_fn)(params, idx, pref.l2)
             upd, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, upd))

@@ -131,6 +131,21 @@ def test_database_bootstrap_and_validation_split():
     assert int(db.total) == n and int(db.filled.sum()) == n
 
 
+def test_minibatches_follow_each_members_bootstrap_counts():
+    """Entries are drawn in proportion to their per-member count; held-out (count 0) and
+    empty slots never."""
+    db = comparisons.init(8, 2, 1, (1,), (1,), jnp.float32)
+    weight = jnp.array([[3, 0], [1, 1], [0, 2], [2, 0], [0, 0], [1, 4], [0, 0], [0, 0]], jnp.float32)
+    filled = jnp.array([True] * 6 + [False] * 2)
+    db = db.replace(weight=weight * filled[:, None], filled=filled)
+    idx = np.asarray(comparisons.sample(db, jax.random.PRNGKey(0), 60_000))   # [2, n]
+    for m in range(2):
+        freq = np.bincount(idx[m], minlength=8) / idx.shape[1]
+        want = np.asarray(weight[:, m] * filled) / float((weight[:, m] * filled).sum())
+        np.testing.assert_allclose(freq, want, atol=0.01)
+        assert freq[want == 0].sum() == 0
+
+
 def test_adaptive_l2_rule():
     l2 = jnp.full(4, 0.01)
     train = jnp.array([1.0, 1.0, 1.0, 1.0])
