@@ -168,3 +168,19 @@ def test_nonfinite_parameters_stop_the_run_after_saving(tmp_path, capsys, monkey
     assert "last good checkpoint is iteration 10" in err[0]
     assert (d / "checkpoints" / "10").is_dir()
     assert not (d / "summary.json").exists()
+
+
+def test_envpool_run_resumes_with_fresh_episodes(tmp_path):
+    """envpool's pool cannot be saved: a resumed run restarts its episodes and finishes."""
+    d = tmp_path / "hop"
+    opts = ["--wandb=disabled", "--no-video", f"--run-dir={d}"]
+    assert run.main(["--env=hopper", "--reward=true", "--steps=2048", "--num-envs=4",
+                     "--set", "rollout_length=64", "--set", "num_minibatches=4",
+                     "--set", "update_epochs=1", "--set", "eval_episodes=2",
+                     "--checkpoint-every=0", *opts]) == 0
+    shutil.rmtree(d / "checkpoints" / "8")  # as if killed before the last save
+    assert sorted(int(p.name) for p in (d / "checkpoints").iterdir()) == [7]
+    assert run.main(["--resume", *opts]) == 0
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["resumed"] is True and summary["backend"] == "envpool"
+    assert [r["iteration"] for r in metric_rows(d)] == list(range(1, 9))
