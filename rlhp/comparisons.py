@@ -55,12 +55,13 @@ def add(db: Comparisons, key, obs, action, mu, ok) -> Comparisons:
                        (db.cursor + n) % C, db.total + n)
 
 
-def sample(db: Comparisons, key, n: int) -> jax.Array:
+def sample(db: Comparisons, key, n: int, weight=None) -> jax.Array:
     """``[M, n]`` database indices, each member drawing with probability proportional to
-    its bootstrap count (held-out and empty slots never). By inverse CDF: ``n`` uniforms
-    and a binary search per member, instead of ``n * C`` Gumbel draws for a categorical,
-    which cost 40% of the reward fit. With an empty database the indices are arbitrary."""
-    w = db.weight.T * db.filled                                # [M, C]
+    its ``weight [C, M]`` (default: its bootstrap count, so held-out entries never; empty
+    slots never). By inverse CDF: ``n`` uniforms and a binary search per member, instead
+    of ``n * C`` Gumbel draws for a categorical, which cost 40% of the reward fit. Where
+    a member has no weight at all the indices are arbitrary."""
+    w = (db.weight if weight is None else weight).T * db.filled  # [M, C]
     cdf = jnp.cumsum(w, -1)
     u = jax.random.uniform(key, (w.shape[0], n)) * cdf[:, -1:]
     idx = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right"))(cdf, u)
