@@ -1,7 +1,10 @@
 """Full-loop throughput as the work grows: number of envs, ensemble size, sweep width.
 
 Runs on gridworld (pure JAX, so the sweep axis can be vmapped) at its default
-preference-learning config, varying one factor at a time. Sweep width S runs
+preference-learning config, varying one factor at a time. The sweep is measured twice: with
+the default 64-unit networks, and with 2-unit ones (policy and reward model), which leave
+the same program with almost no arithmetic: the gap between the two is the share of the
+sweep's cost that is matrix arithmetic, which grows with the number of seeds. Sweep width S runs
 ``vmap(train_chunk)`` over S seeds; its row reports env steps/s summed over the sweep and
 the wall time relative to a single run.
 
@@ -14,11 +17,12 @@ import jax.numpy as jnp
 
 from benchmarks import common
 
-COLUMNS = ["factor", "num_envs", "ensemble_size", "sweep_width", "train_steps_per_second",
+COLUMNS = ["factor", "num_envs", "ensemble_size", "sweep_width", "hidden", "train_steps_per_second",
            "seconds_per_iteration", "relative_wall", "compile_seconds"]
 
 
-def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -> dict:
+def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool,
+            hidden: int = 64) -> dict:
     from rlhp.config import preset
     from rlhp.envs import make_env
     from rlhp.train import make_train
@@ -26,7 +30,8 @@ def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -
     rollout = 16
     cfg = preset("gridworld", num_envs=num_envs, rollout_length=rollout, ensemble_size=members,
                  total_steps=10_000 * 5 * num_envs * rollout, iterations_per_chunk=2 if tiny else 5,
-                 num_minibatches=4, pretrain_updates=2 if tiny else 200)
+                 num_minibatches=4, pretrain_updates=2 if tiny else 200,
+                 hidden=(hidden, hidden), reward_hidden=(hidden, hidden))
     trainer = make_train(cfg, make_env("gridworld", "auto", num_envs))
     dyn = cfg.dynamic()
     keys = jnp.stack([jax.random.PRNGKey(i) for i in range(width)])
@@ -38,9 +43,20 @@ def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool) -
     sec = common.median_seconds_threaded(lambda s: chunk_c(s, dyn), states, repeats)
     steps = width * cfg.chunk_iterations * cfg.batch_size
     return {"num_envs": num_envs, "ensemble_size": members, "sweep_width": width,
+            "hidden": hidden,
             "train_steps_per_second": steps / sec,
             "seconds_per_iteration": sec / cfg.chunk_iterations,
             "compile_seconds": t_init + t_chunk}
+
+
+def batched_matmul(width: int, repeats: int) -> dict:
+    """One tiny matmul per seed, ``[S, 256, 25] @ [S, 25, 2]`` (a PPO minibatch through a
+    2-unit layer): XLA:CPU runs a batched dot as one small GEMM per batch element."""
+    x, w = jnp.ones((width, 256, 25)), jnp.ones((width, 25, 2))
+    f = jax.jit(lambda x, w: jnp.einsum("sbi,sio->sbo", x, w))
+    sec = common.median_seconds(lambda: jax.block_until_ready(f(x, w)), 20 * repeats)
+    return {"num_envs": None, "ensemble_size": None, "sweep_width": width, "hidden": 2,
+            "train_steps_per_second": None, "seconds_per_iteration": sec}
 
 
 def main(argv=None):
@@ -56,7 +72,14 @@ def main(argv=None):
         results.append({"factor": "ensemble_size", **measure(64, m, 1, args.repeats, args.tiny)})
     for w in widths:
         results.append({"factor": "sweep_width", **measure(64, 3, w, args.repeats, args.tiny)})
-    for group in ("num_envs", "ensemble_size", "sweep_width"):
+    # the same sweep with 2-unit networks: what vmapping costs when there is no arithmetic
+    for w in widths:
+        results.append({"factor": "sweep_width, 2-unit networks",
+                         **measure(64, 3, w, args.repeats, args.tiny, hidden=2)})
+    for w in widths:
+        results.append({"factor": "one batched tiny matmul", **batched_matmul(w, args.repeats)})
+    for group in ("num_envs", "ensemble_size", "sweep_width", "sweep_width, 2-unit networks",
+                  "one batched tiny matmul"):
         rows = [r for r in results if r["factor"] == group]
         for r in rows:
             r["relative_wall"] = r["seconds_per_iteration"] / rows[0]["seconds_per_iteration"]

@@ -36,7 +36,9 @@ def test_scaling_tiny(tmp_path):
     scaling.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "s.json")])
     rows = check(tmp_path / "s.json", ["num_envs", "ensemble_size", "sweep_width",
                                        "train_steps_per_second", "relative_wall"])
-    assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width"}
+    assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width",
+                                          "sweep_width, 2-unit networks",
+                                          "one batched tiny matmul"}
 
 
 def test_stages_tiny(tmp_path):
