@@ -61,8 +61,11 @@ def plot(summary: list[dict], path: Path) -> None:
                     label=f"{'offline' if offline else 'online'}, {query}")
             ax.fill_between(x, [s[f"{k}_min"] for s in rs], [s[f"{k}_max"] for s in rs],
                             color=style[:2], alpha=0.15)
+        budgets = sorted({s["labels"] for s in summary})
         ax.set(xscale="log", xlabel="labels (oracle)", ylabel=k, ylim=(0, 1.02),
                title=f"gridworld: {k} (mean, min-max over seeds)")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
         ax.axhline(0.9, color="grey", lw=0.5)
         ax.legend(loc="lower right")
     fig.tight_layout()
