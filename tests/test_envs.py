@@ -65,3 +65,35 @@ def test_backend_resolution():
     for bad in [("nope", "auto"), ("hopper", "nope"), ("swimmer", "brax"), ("hopper", "gridworld")]:
         with pytest.raises(EnvError):
             resolve_backend(*bad)
+
+
+def test_envpool_preference_episodes_restart_after_a_fall():
+    """Preference episodes: no termination, a fixed 1000-step horizon, every unhealthy step
+    penalised, and a fallen body restarts after DOWN_STEPS unhealthy steps (or never)."""
+    from rlhp.envs import envpool_env
+
+    def run(down_steps, steps=1010):
+        env = envpool_env.make("hopper", B, seed=0, preference_episodes=True,
+                               down_steps=down_steps)
+        step = jax.jit(env.step)
+        state = env.reset(jax.random.PRNGKey(0))
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(steps):
+            a = jnp.asarray(rng.uniform(-1, 1, (B, 3)), jnp.float32)
+            state, s = step(state, a)
+            out.append(jax.tree.map(np.asarray, s))
+        return jax.tree.map(lambda *x: np.stack(x), *out)
+
+    s = run(envpool_env.DOWN_STEPS)
+    assert not s.terminated.any()
+    # the horizon is 1000 steps whatever happened inside the episode
+    assert s.truncated[999].all() and not s.truncated[:999].any()
+    assert (~s.valid[1000]).all() and s.valid[:1000].all() and s.valid[1001:].all()
+    hurt = s.reward[:1000] < -5  # unhealthy steps: FALL_PENALTY and no healthy bonus
+    # random actions fall within ~20 steps; with restarts they fall again and again
+    starts = (np.abs(s.obs[:1000, :, 0] - 1.25) < 0.01) & (np.abs(s.obs[:1000, :, 5:]).max(-1) < 0.02)
+    assert (starts.sum(0) >= 10).all()
+    assert (hurt.sum(0) >= 10 * envpool_env.DOWN_STEPS).all()
+    lying = run(0, steps=300)  # without restarts the body stays down
+    assert lying.reward[250:].max() < -5
