@@ -40,7 +40,7 @@ def curves(rows: list[dict], path: Path, title: str) -> None:
         ax = axes[0, 1]
         ax.plot(*series(rows, "reward_val_accuracy"), label="held-out accuracy vs teacher")
         ax.plot(*series(rows, "reward_true_corr"), label="corr(r-hat, true reward)")
-        ax.set(xlabel="env steps", ylim=(-0.05, 1.05), title="reward model")
+        ax.set(xlabel="env steps", ylim=(-1.05, 1.05), title="reward model")
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
