@@ -59,6 +59,17 @@ def batched_matmul(width: int, repeats: int) -> dict:
             "train_steps_per_second": None, "seconds_per_iteration": sec}
 
 
+def permutations(width: int, repeats: int) -> dict:
+    """The PPO update's minibatch shuffles of one gridworld iteration (4 epochs of a
+    1,024-sample batch, ``jax.random.permutation``: sort-based) for ``width`` seeds."""
+    keys = jax.random.split(jax.random.PRNGKey(0), width)
+    f = jax.jit(jax.vmap(lambda k: jax.vmap(lambda e: jax.random.permutation(e, 1024))(
+        jax.random.split(k, 4))))
+    sec = common.median_seconds(lambda: jax.block_until_ready(f(keys)), 20 * repeats)
+    return {"num_envs": None, "ensemble_size": None, "sweep_width": width, "hidden": None,
+            "train_steps_per_second": None, "seconds_per_iteration": sec}
+
+
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     args = p.parse_args(argv)
@@ -78,8 +89,10 @@ def main(argv=None):
                          **measure(64, 3, w, args.repeats, args.tiny, hidden=2)})
     for w in widths:
         results.append({"factor": "one batched tiny matmul", **batched_matmul(w, args.repeats)})
+    for w in widths:
+        results.append({"factor": "minibatch permutations", **permutations(w, args.repeats)})
     for group in ("num_envs", "ensemble_size", "sweep_width", "sweep_width, 2-unit networks",
-                  "one batched tiny matmul"):
+                  "one batched tiny matmul", "minibatch permutations"):
         rows = [r for r in results if r["factor"] == group]
         for r in rows:
             r["relative_wall"] = r["seconds_per_iteration"] / rows[0]["seconds_per_iteration"]

@@ -38,7 +38,7 @@ def test_scaling_tiny(tmp_path):
                                        "train_steps_per_second", "relative_wall"])
     assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width",
                                           "sweep_width, 2-unit networks",
-                                          "one batched tiny matmul"}
+                                          "one batched tiny matmul", "minibatch permutations"}
 
 
 def test_stages_tiny(tmp_path):
