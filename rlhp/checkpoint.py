@@ -35,7 +35,7 @@ class Checkpointer:
 
     def save(self, iteration: int, state, meta: dict) -> None:
         """Start saving ``state`` (a pytree of arrays) and ``meta`` (JSON) at ``iteration``;
-        the write finishes in the background (``wait`` blocks until it has)."""
+        the write finishes in the background (``close`` blocks until it has)."""
         self.manager.save(iteration, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
@@ -56,9 +56,6 @@ class Checkpointer:
             raise CheckpointError(f"checkpoint {self.directory / str(iteration)} is corrupt "
                                   f"or incompatible: {reason}") from None
         return state, meta
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -72,6 +72,11 @@ class RewardLearner:
         """Raw member outputs ``[M, ...]``."""
         return reward_model.apply_ensemble(self.net, pref.params, self.inputs(pref, obs), action)
 
+    def predict(self, pref: PrefState, obs, action, reward_std):
+        """r-hat as the policy gets it, without updating any statistics: the members'
+        normalised outputs averaged, ``[...]`` for obs ``[..., *obs_shape]``."""
+        return reward_model.normalized(self.raw(pref, obs, action), pref.stats, reward_std).mean(0)
+
     def relabel(self, pref: PrefState, obs, action, valid, reward_std):
         """r-hat for a rollout: obs ``[T, B, ...]``, valid ``[T, B]``; updates the
         normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B])``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from rlhp import reward_model
 from rlhp.envs import gridworld
 
 
@@ -14,8 +13,7 @@ def learned_cell_reward(trainer, state) -> jnp.ndarray:
     learner = trainer.learner
     obs = jnp.repeat(gridworld.all_cells_obs()[:, None], gridworld.NUM_ACTIONS, 1)  # [25, 5, 25]
     act = jnp.broadcast_to(jnp.arange(gridworld.NUM_ACTIONS), obs.shape[:2])
-    raw = learner.raw(state.pref, obs, act)                                         # [M, 25, 5]
-    return reward_model.normalized(raw, state.pref.stats, 1.0).mean((0, 2))
+    return learner.predict(state.pref, obs, act, 1.0).mean(-1)                      # [25]
 
 
 def task_metrics(trainer, state) -> dict:
@@ -46,7 +44,6 @@ def segment_rewards(trainer, state, reward_std: float = 1.0):
     """
     pref = state.pref
     seg = pref.segments
-    raw = trainer.learner.raw(pref, seg.obs, seg.action)                        # [M, S, L]
-    r_hat = reward_model.normalized(raw, pref.stats, reward_std).mean(0)        # [S, L]
+    r_hat = trainer.learner.predict(pref, seg.obs, seg.action, reward_std)      # [S, L]
     keep = np.asarray(seg.filled)
     return np.asarray(r_hat)[keep].ravel(), np.asarray(seg.true_reward)[keep].ravel()

@@ -65,6 +65,11 @@ class Trainer:
     def policy_obs(self, state: TrainState, obs: jax.Array) -> jax.Array:
         return normalize.normalize(state.obs_stats, obs) if self.cfg.normalize_obs else obs
 
+    def act(self, state: TrainState, obs: jax.Array) -> jax.Array:
+        """The deterministic policy's action for raw observations ``[N, *obs_shape]``."""
+        head, log_std, _ = self.network.apply(state.params, self.policy_obs(state, obs))
+        return networks.mode(head, log_std)
+
 
 def episode_stats(reward, valid, done, ep_return, ep_length):
     """Track true episodic returns over a rollout.
@@ -338,8 +343,7 @@ def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array)
 
     def body(carry, _):
         env_state, obs, ret, length, done = carry
-        head, log_std, _ = trainer.network.apply(state.params, trainer.policy_obs(state, obs))
-        env_state, step = eval_env.step(env_state, networks.mode(head, log_std))
+        env_state, step = eval_env.step(env_state, trainer.act(state, obs))
         live = ~done & step.valid
         ret = ret + jnp.where(live, step.reward, 0.0)
         length = length + live.astype(jnp.int32)

@@ -14,8 +14,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlhp import networks
-
 SIZE = 240        # frame height and width in pixels
 FPS = 30
 MAX_FRAMES = 300
@@ -27,10 +25,7 @@ class VideoUnavailable(Exception):
 
 def policy_fn(trainer, state):
     """Jitted deterministic policy: obs ``[N, *obs_shape]`` -> action ``[N, ...]``."""
-    def act(obs):
-        head, log_std, _ = trainer.network.apply(state.params, trainer.policy_obs(state, obs))
-        return networks.mode(head, log_std)
-    return jax.jit(act)
+    return jax.jit(lambda obs: trainer.act(state, obs))
 
 
 def jax_trajectory(trainer, state, env, steps: int):
