@@ -2,8 +2,9 @@
 reward-model updates.
 
 Labels/s: one jitted ``ask`` choosing K pairs among 10*K candidates from a full segment
-buffer (ensemble forward on every candidate, disagreement scores, top-K, the oracle, the
-insert). Its arithmetic is one ensemble forward pass over every buffered step, timed on its
+buffer (ensemble forward on every buffered segment, disagreement scores, top-K, the oracle,
+the insert), for a buffer of 256 segments (the default run's ``segment_capacity``) and of
+1,024. The state is donated, as inside the training step, so the insert writes in place. Its arithmetic is one ensemble forward pass over every buffered step, timed on its
 own, with its GFLOP/s next to this machine's dense-matmul GFLOP/s. Comparisons/s: reward-model minibatch steps (forward and backward of every
 member on its bootstrap minibatch) times the minibatch size.
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 
 from benchmarks import common
 
-COLUMNS = ["segment_length", "ensemble_size", "labels_per_call", "labels_per_second",
+COLUMNS = ["segment_length", "segments_buffered", "ensemble_size", "labels_per_call", "labels_per_second",
            "comparisons_per_second", "ensemble_forward_share", "forward_gflops_per_second",
            "machine_matmul_gflops_per_second"]
 
@@ -34,12 +35,13 @@ def matmul_gflops(repeats: int, n: int = 2048) -> float:
     return 2 * n**3 / sec / 1e9
 
 
-def measure(length: int, members: int, k: int, updates: int, repeats: int) -> dict:
+def measure(length: int, capacity: int, members: int, k: int, updates: int,
+            repeats: int) -> dict:
     from rlhp.preference import RewardLearner
     from rlhp.reward_model import RewardMLP
     from rlhp.teachers import TEACHERS, TeacherParams
 
-    obs_dim, act_dim, capacity = 11, 3, 1024   # Hopper's shapes; 1,024 recent segments
+    obs_dim, act_dim = 11, 3   # Hopper's shapes
     learner = RewardLearner(net=RewardMLP((64, 64)), members=members, segment_length=length,
                             segment_capacity=capacity, label_capacity=4 * k,
                             candidate_factor=10, batch=64, obs_shape=(obs_dim,),
@@ -57,8 +59,9 @@ def measure(length: int, members: int, k: int, updates: int, repeats: int) -> di
                             mistake=jnp.float32(0.1), skip=jnp.float32(0.1),
                             equal=jnp.float32(0.1), myopia=jnp.float32(0.9))
     scheme = jnp.float32(1)  # disagreement
-    ask = jax.jit(lambda p, key: learner.ask(p, key, k, k, scheme, teacher))
-    fit = jax.jit(lambda p, key: learner.fit(p, key, updates, 1e-3))
+    ask = jax.jit(lambda p, key: learner.ask(p, key, k, k, scheme, teacher), donate_argnums=0)
+    fit = jax.jit(lambda p, key: learner.fit(p, key, updates, 1e-3), donate_argnums=0)
+    fresh = lambda: jax.tree.map(jnp.copy, pref)  # each timing owns (and donates) its state
 
     def call(fn):
         """One call of ``fn`` on a fresh key, threading (pref, key) through the calls."""
@@ -74,9 +77,10 @@ def measure(length: int, members: int, k: int, updates: int, repeats: int) -> di
     forward = jax.jit(lambda p: learner.raw(p, p.segments.obs, p.segments.action))
     forward_sec = common.median_seconds(lambda: jax.block_until_ready(forward(pref)), repeats)
     flops = members * capacity * length * mlp_flops((obs_dim + act_dim, 64, 64, 1))
-    ask_sec = common.median_seconds_threaded(call(ask), (pref, key), repeats)
-    fit_sec = common.median_seconds_threaded(call(fit), (pref, key), repeats)
-    return {"segment_length": length, "ensemble_size": members, "labels_per_call": k,
+    ask_sec = common.median_seconds_threaded(call(ask), (fresh(), key), repeats)
+    fit_sec = common.median_seconds_threaded(call(fit), (fresh(), key), repeats)
+    return {"segment_length": length, "segments_buffered": capacity,
+            "ensemble_size": members, "labels_per_call": k,
             "candidates_per_call": 10 * k, "labels_per_second": k / ask_sec,
             "ask_milliseconds": 1000 * ask_sec, "ensemble_forward_milliseconds": 1000 * forward_sec,
             "ensemble_forward_share": forward_sec / ask_sec,
@@ -89,7 +93,8 @@ def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     args = p.parse_args(argv)
     k, updates = (16, 2) if args.tiny else (1024, 32)
-    results = [measure(L, 3, k, updates, args.repeats) for L in (25, 50)]
+    results = [measure(L, capacity, 3, k, updates, args.repeats)
+               for L in (25, 50) for capacity in (256, 1024)]
     peak = matmul_gflops(args.repeats)
     for r in results:
         r["machine_matmul_gflops_per_second"] = peak

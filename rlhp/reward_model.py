@@ -6,6 +6,7 @@ to zero mean and std ``reward_std``; the policy learns from the mean over member
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -15,6 +16,10 @@ import jax.numpy as jnp
 from rlhp import normalize
 
 RANDOM_ANSWER = 0.1  # the teacher is assumed to answer uniformly at random 10% of the time
+BLOCK_ROWS = 2048
+"""Rows per block when r-hat runs over many inputs: a block's activations stay in cache
+(a Hopper-sized ensemble forward over 51,200 rows runs about 3x faster on a 2-core CPU in
+blocks of 2,048 rows than in one pass; ``benchmarks.labels``)."""
 
 
 class RewardMLP(nn.Module):
@@ -46,9 +51,27 @@ def init_ensemble(net: nn.Module, key, num_members: int, obs, action):
     return jax.vmap(lambda k: net.init(k, obs, action))(jax.random.split(key, num_members))
 
 
+def in_blocks(fn, obs, action, block: int = BLOCK_ROWS):
+    """``fn(obs, action) -> [...]`` evaluated ``block`` rows at a time (``lax.map`` over
+    the flattened leading dims, padded to whole blocks); same result as ``fn(obs, action)``."""
+    lead = jax.eval_shape(fn, obs, action).shape
+    rows = math.prod(lead)
+    if rows <= block:
+        return fn(obs, action)
+    n = -(-rows // block)
+
+    def blocks(x):
+        x = x.reshape(rows, *x.shape[len(lead):])
+        x = jnp.pad(x, [(0, n * block - rows)] + [(0, 0)] * (x.ndim - 1))
+        return x.reshape(n, block, *x.shape[1:])
+
+    out = jax.lax.map(lambda oa: fn(*oa), (blocks(obs), blocks(action)))
+    return out.reshape(-1)[:rows].reshape(lead)
+
+
 def apply_ensemble(net: nn.Module, params, obs, action):
     """Raw outputs of every member: ``[M, ...]`` for inputs ``obs [..., D]``, ``action``."""
-    return jax.vmap(lambda p: net.apply(p, obs, action))(params)
+    return jax.vmap(lambda p: in_blocks(lambda o, a: net.apply(p, o, a), obs, action))(params)
 
 
 def normalized(raw, stats: normalize.RunningStats, reward_std):

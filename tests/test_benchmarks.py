@@ -29,7 +29,8 @@ def test_labels_tiny(tmp_path):
     labels.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "l.json")])
     rows = check(tmp_path / "l.json", ["segment_length", "ensemble_size", "labels_per_second",
                                        "comparisons_per_second"])
-    assert [r["segment_length"] for r in rows] == [25, 50]
+    assert [(r["segment_length"], r["segments_buffered"]) for r in rows] == [
+        (25, 256), (25, 1024), (50, 256), (50, 1024)]
 
 
 def test_scaling_tiny(tmp_path):

@@ -153,3 +153,15 @@ def test_adaptive_l2_rule():
     enough = jnp.array([True, True, True, False])
     new = np.asarray(preference.adapt_l2(l2, train, val, enough))
     np.testing.assert_allclose(new, [0.01 * preference.L2_STEP, 0.01 / preference.L2_STEP, 0.01, 0.01])
+
+
+def test_ensemble_in_blocks_matches_one_pass():
+    """Blocked evaluation (padding the last block) gives each row the one-pass output."""
+    net = reward_model.RewardMLP((8, 8))
+    obs, act = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 5, 4, 6)), jnp.ones((2, 3, 5, 4, 2))
+    params = reward_model.init_ensemble(net, jax.random.PRNGKey(0), 3, obs[0, 0], act[0, 0])
+    one_pass = jax.vmap(lambda p: net.apply(p, obs, act))(params)
+    blocked = jax.vmap(lambda p: reward_model.in_blocks(
+        lambda o, a: net.apply(p, o, a), obs, act, block=7))(params)
+    assert blocked.shape == (3, 2, 3, 5, 4) == one_pass.shape
+    np.testing.assert_allclose(blocked, one_pass, rtol=1e-5, atol=1e-6)
