@@ -48,6 +48,15 @@ def median_seconds_threaded(step, state, repeats: int) -> float:
     return median_seconds(once, repeats)
 
 
+def matmul_gflops(repeats: int, n: int = 2048) -> float:
+    """This machine's dense float32 matmul rate (the arithmetic ceiling), GFLOP/s."""
+    import jax.numpy as jnp
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    sec = median_seconds(lambda: jax.block_until_ready(mm(a)), repeats)
+    return 2 * n**3 / sec / 1e9
+
+
 def timed_compile(jitted, *args):
     """``(compiled, seconds)``: ahead-of-time lowering and compilation of ``jitted``."""
     t = time.perf_counter()

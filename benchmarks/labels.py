@@ -27,14 +27,6 @@ def mlp_flops(sizes) -> int:
     return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def matmul_gflops(repeats: int, n: int = 2048) -> float:
-    """This machine's dense float32 matmul rate (the arithmetic ceiling), GFLOP/s."""
-    a = jnp.ones((n, n), jnp.float32)
-    mm = jax.jit(lambda x: x @ x)
-    sec = common.median_seconds(lambda: jax.block_until_ready(mm(a)), repeats)
-    return 2 * n**3 / sec / 1e9
-
-
 def measure(length: int, capacity: int, members: int, k: int, updates: int,
             repeats: int) -> dict:
     from rlhp.preference import RewardLearner
@@ -95,7 +87,7 @@ def main(argv=None):
     k, updates = (16, 2) if args.tiny else (1024, 32)
     results = [measure(L, capacity, 3, k, updates, args.repeats)
                for L in (25, 50) for capacity in (256, 1024)]
-    peak = matmul_gflops(args.repeats)
+    peak = common.matmul_gflops(args.repeats)
     for r in results:
         r["machine_matmul_gflops_per_second"] = peak
     return common.report(results, COLUMNS, args.json)

@@ -10,6 +10,11 @@ stages can be compared with the whole.
 ``vmap`` over that many seeds and reports each stage's cost relative to one seed: the
 profile behind the sweep-scaling figure of ``benchmarks.scaling``.
 
+Each stage also reports its matrix arithmetic (``benchmarks.flops``: GFLOP counted on the
+jaxpr), the rate it runs at, and ``floor_vs_one_seed``: the time that arithmetic would take
+at this machine's dense-matmul rate, relative to one seed's measured time. A floor above a
+scaling target means no schedule of the same arithmetic can meet it on this machine.
+
     python -m benchmarks.stages --json stages.json
     python -m benchmarks.stages --env gridworld --widths 1,16 --json stages_gridworld.json
 """
@@ -18,9 +23,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from benchmarks import common
+from benchmarks import common, flops
 
-COLUMNS = ["stage", "sweep_width", "milliseconds", "share_of_step", "cost_vs_one_seed"]
+COLUMNS = ["stage", "sweep_width", "milliseconds", "share_of_step", "cost_vs_one_seed", "gflop",
+           "gflops_per_second", "floor_vs_one_seed"]
 
 
 def stage_functions(tr, dyn):
@@ -71,14 +77,17 @@ def measure(env_name: str, width: int, repeats: int, tiny: bool) -> list[dict]:
         holder["state"], m = step(holder["state"])
         return m
 
-    rows = [("full train_step", full)]
+    rows = [("full train_step", full,
+             flops.matmul_flops(vm(lambda st: tr.train_step(st, dyn)), state))]
     for name, fn in stage_functions(tr, dyn).items():
         jitted = jax.jit(vm(fn))
-        rows.append((name, lambda j=jitted: j(state, ro, keys)))
+        rows.append((name, lambda j=jitted: j(state, ro, keys),
+                     flops.matmul_flops(vm(fn), state, ro, keys)))
     out = []
-    for name, fn in rows:
+    for name, fn, flop in rows:
         ms = 1000 * common.median_seconds(lambda: jax.block_until_ready(fn()), repeats)
-        out.append({"stage": name, "sweep_width": width, "milliseconds": ms})
+        out.append({"stage": name, "sweep_width": width, "milliseconds": ms, "gflop": flop / 1e9,
+                    "gflops_per_second": flop / 1e6 / ms})
     for r in out:
         r["share_of_step"] = r["milliseconds"] / out[0]["milliseconds"]
     return out
@@ -94,8 +103,12 @@ def main(argv=None):
     for w in widths:
         results += measure(args.env, w, args.repeats, args.tiny)
     base = {r["stage"]: r["milliseconds"] for r in results if r["sweep_width"] == widths[0]}
+    peak = common.matmul_gflops(args.repeats)
     for r in results:
-        r["cost_vs_one_seed"] = r["milliseconds"] / base[r["stage"]] if widths[0] == 1 else None
+        one = widths[0] == 1
+        r["cost_vs_one_seed"] = r["milliseconds"] / base[r["stage"]] if one else None
+        r["machine_matmul_gflops_per_second"] = peak
+        r["floor_vs_one_seed"] = r["gflop"] / peak * 1000 / base[r["stage"]] if one else None
     return common.report(results, COLUMNS, args.json)
 
 

@@ -1,7 +1,10 @@
 """Each benchmark runs end to end at its smallest setting and writes the promised keys."""
 import json
 
-from benchmarks import labels, scaling, stages, throughput
+import jax
+import jax.numpy as jnp
+
+from benchmarks import flops, labels, scaling, stages, throughput
 
 
 def check(path, keys):
@@ -46,6 +49,20 @@ def test_stages_tiny(tmp_path):
     stages.main(["--tiny", "--repeats", "1", "--env", "gridworld", "--widths", "1,2",
                  "--json", str(tmp_path / "p.json")])
     rows = check(tmp_path / "p.json", ["stage", "sweep_width", "milliseconds", "share_of_step",
-                                       "cost_vs_one_seed"])
+                                       "cost_vs_one_seed", "gflop", "floor_vs_one_seed"])
     assert len(rows) == 2 * 7 and {r["sweep_width"] for r in rows} == {1, 2}
     assert all(r["milliseconds"] > 0 for r in rows)
+
+
+def test_matmul_flops_by_hand():
+    """A [5, 3] @ [3, 4] product is 2*5*4*3 = 120 FLOPs; a scan of 6 repeats it 6 times,
+    vmap over 2 doubles it, a cond counts its larger branch, elementwise work counts 0."""
+    x, w = jnp.ones((5, 3)), jnp.ones((3, 4))
+    assert flops.matmul_flops(lambda x, w: jnp.tanh(x @ w) + 1, x, w) == 120
+    scanned = lambda x, w: jax.lax.scan(lambda c, _: (c, x @ w), 0.0, None, length=6)[1]
+    assert flops.matmul_flops(scanned, x, w) == 720
+    assert flops.matmul_flops(jax.vmap(scanned, (0, None)), jnp.stack([x, x]), w) == 1440
+    branches = lambda p, x, w: jax.lax.cond(p, lambda: (x @ w) @ w.T, lambda: x @ jnp.ones((3, 3)))
+    assert flops.matmul_flops(branches, True, x, w) == 120 + 2 * 5 * 3 * 4
+    grad = jax.grad(lambda w: (x @ w).sum())
+    assert flops.matmul_flops(grad, w) == 240  # forward and transpose products
