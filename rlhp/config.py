@@ -8,7 +8,7 @@ recompiling. Derived sizes are computed and checked once, in ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
