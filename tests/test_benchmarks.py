@@ -4,7 +4,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from benchmarks import flops, labels, scaling, stages, throughput
+from benchmarks import flops, labels, scaling, stages, tables, throughput
 
 
 def check(path, keys):
@@ -66,3 +66,11 @@ def test_matmul_flops_by_hand():
     assert flops.matmul_flops(branches, True, x, w) == 120 + 2 * 5 * 3 * 4
     grad = jax.grad(lambda w: (x @ w).sum())
     assert flops.matmul_flops(grad, w) == 240  # forward and transpose products
+
+
+def test_tables_from_the_stored_results(capsys):
+    tables.main([])
+    out = capsys.readouterr().out
+    for name in tables.FILES:
+        assert f"### {name}" in out
+    assert "| hopper | envpool | 16 |" in out
