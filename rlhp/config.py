@@ -77,6 +77,9 @@ class Config:
     """Most iterations per jitted call of the host loop (logging happens between calls);
     the run uses the largest count up to this that divides the number of iterations."""
     eval_episodes: int = 16
+    down_steps: int = 25
+    """Preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before it
+    restarts inside the episode (``rlhp.envs.envpool_env.DOWN_STEPS``; 0: never)."""
     # reward learning (static)
     offline: bool = False
     """Ask every label from the initial policy, then freeze the reward model (ablation)."""
