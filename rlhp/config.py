@@ -77,6 +77,9 @@ class Config:
     """Most iterations per jitted call of the host loop (logging happens between calls);
     the run uses the largest count up to this that divides the number of iterations."""
     eval_episodes: int = 16
+    down_steps: int = 25
+    """Preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before it
+    restarts inside the episode (``rlhp.envs.envpool_env.DOWN_STEPS``; 0: never)."""
     # reward learning (static)
     offline: bool = False
     """Ask every label from the initial policy, then freeze the reward model (ablation)."""
@@ -94,8 +97,16 @@ class Config:
     candidate_factor: int = 10
     reward_batch: int = 64
     reward_updates: int = 8
+    reward_l2_max: float = 10.0
+    """Upper bound of the adaptive L2 weight (a weight on each member's mean squared
+    parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)."""
+    reward_l2_init: float = 1e-4
+    """Starting value of the adaptive L2 weight."""
     """Reward-model minibatch steps per iteration."""
     pretrain_updates: int = 500
+    pretrain_rounds: int = 1
+    """The pretraining updates run in this many rounds, the adaptive L2 weight adjusting
+    after each (1: one adjustment, after all of them)."""
     prefill_iterations: int = 4
     """Rollouts of the initial policy collected before the up-front labels."""
     # --- dynamic: arrays inside the program ---

@@ -48,6 +48,8 @@ class RewardLearner:
     obs_shape: tuple
     action_shape: tuple
     action_dtype: object
+    l2_max: float = L2_BOUNDS[1]
+    l2_init: float = 1e-4
 
     def init(self, key) -> PrefState:
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
@@ -56,7 +58,7 @@ class RewardLearner:
         M, L = self.members, self.segment_length
         return PrefState(
             params=params, opt_state=_adam().init(params),
-            stats=normalize.init((M,)), l2=jnp.full((M,), 1e-4, jnp.float32),
+            stats=normalize.init((M,)), l2=jnp.full((M,), self.l2_init, jnp.float32),
             segments=segments.init(self.segment_capacity, L, self.obs_shape,
                                    self.action_shape, self.action_dtype),
             db=comparisons.init(self.label_capacity, M, L, self.obs_shape,
@@ -185,7 +187,7 @@ class RewardLearner:
         Returns ``(pref, split_losses(pref, key))``."""
         diag = self.split_losses(pref, key)
         enough = (pref.db.validation & pref.db.filled[:, None]).sum(0) >= 4
-        return pref.replace(l2=adapt_l2(pref.l2, diag[0], diag[1], enough)), diag
+        return pref.replace(l2=adapt_l2(pref.l2, diag[0], diag[1], enough, self.l2_max)), diag
 
 
 def mean_square(params) -> jax.Array:
@@ -197,14 +199,14 @@ def mean_square(params) -> jax.Array:
     return total / sum(p[0].size for p in leaves)
 
 
-def adapt_l2(l2, train_loss, val_loss, enough):
+def adapt_l2(l2, train_loss, val_loss, enough, l2_max=L2_BOUNDS[1]):
     """The adaptive L2 rule, elementwise over members: raise the weight when validation
     loss exceeds 1.5x training loss, lower it below 1.1x, leave it otherwise (or when a
     member has too few held-out labels to judge)."""
     up = enough & (val_loss > 1.5 * train_loss)
     down = enough & (val_loss < 1.1 * train_loss)
     l2 = jnp.where(up, l2 * L2_STEP, jnp.where(down, l2 / L2_STEP, l2))
-    return jnp.clip(l2, *L2_BOUNDS)
+    return jnp.clip(l2, L2_BOUNDS[0], l2_max)
 
 
 def _adam():

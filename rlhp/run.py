@@ -120,7 +120,7 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
     start = ckpt.latest() if ckpt else None
     # envpool's pools live outside JAX: a resumed run re-seeds them (episodes restart).
     env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=cfg.seed + (start or 0),
-                   preference_episodes=cfg.reward == "learned")
+                   preference_episodes=cfg.reward == "learned", down_steps=cfg.down_steps)
     try:
         trainer = make_train(cfg, env)
     except ConfigError as e:

@@ -106,7 +106,8 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
         members=cfg.ensemble_size, segment_length=L, segment_capacity=cfg.segment_capacity,
         label_capacity=cfg.label_capacity, candidate_factor=cfg.candidate_factor,
         batch=cfg.reward_batch, obs_shape=spec.obs_shape, action_shape=spec.action_shape,
-        action_dtype=jnp.int32 if spec.discrete else jnp.float32)
+        action_dtype=jnp.int32 if spec.discrete else jnp.float32, l2_max=cfg.reward_l2_max,
+        l2_init=cfg.reward_l2_init)
 
 
 def correlation(x, y, mask):
@@ -156,7 +157,17 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         k0 = jnp.round(dyn.upfront_fraction * dyn.labels)
         pref = learner.ask(state.pref, k_ask, cfg.upfront_labels, k0, dyn.query,
                            dyn.teacher_params())
-        pref, _ = learner.fit(pref, k_fit, cfg.pretrain_updates, dyn.reward_lr)
+        # the updates in rounds, the L2 weight adapting after each (as between iterations)
+        rounds = max(1, min(cfg.pretrain_rounds, cfg.pretrain_updates))
+
+        def fit_round(pref, k):
+            pref, _ = learner.fit(pref, k, cfg.pretrain_updates // rounds, dyn.reward_lr)
+            return pref, None
+
+        if rounds == 1:
+            pref, _ = fit_round(pref, k_fit)
+        else:
+            pref, _ = jax.lax.scan(fit_round, pref, jax.random.split(k_fit, rounds))
         return state.replace(pref=pref, key=key)
 
     def keep_segments(pref: PrefState, ro: Rollout) -> PrefState:
