@@ -4,9 +4,11 @@ reward-model updates.
 Labels/s: one jitted ``ask`` choosing K pairs among 10*K candidates from a full segment
 buffer (ensemble forward on every buffered segment, disagreement scores, top-K, the oracle,
 the insert), for a buffer of 256 segments (the default run's ``segment_capacity``) and of
-1,024. The state is donated, as inside the training step, so the insert writes in place. Its arithmetic is one ensemble forward pass over every buffered step, timed on its
-own, with its GFLOP/s next to this machine's dense-matmul GFLOP/s. Comparisons/s: reward-model minibatch steps (forward and backward of every
-member on its bootstrap minibatch) times the minibatch size.
+1,024. The state is donated, as inside the training step, so the insert writes in place.
+Its arithmetic is one ensemble forward pass over every buffered step, timed on its own,
+with its GFLOP/s next to this machine's dense-matmul GFLOP/s. Comparisons/s: reward-model
+minibatch steps (forward and backward of every member on its bootstrap minibatch) times
+the minibatch size.
 
     python -m benchmarks.labels --json labels.json
 """
@@ -17,9 +19,9 @@ import jax.numpy as jnp
 
 from benchmarks import common
 
-COLUMNS = ["segment_length", "segments_buffered", "ensemble_size", "labels_per_call", "labels_per_second",
-           "comparisons_per_second", "ensemble_forward_share", "forward_gflops_per_second",
-           "machine_matmul_gflops_per_second"]
+COLUMNS = ["segment_length", "segments_buffered", "ensemble_size", "labels_per_call",
+           "labels_per_second", "comparisons_per_second", "ensemble_forward_share",
+           "forward_gflops_per_second", "machine_matmul_gflops_per_second"]
 
 
 def mlp_flops(sizes) -> int:

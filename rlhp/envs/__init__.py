@@ -45,22 +45,22 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
 
 
 def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
-             preference_episodes: bool = False, down_steps: int | None = None) -> Env:
+             preference_episodes: bool = False,
+             down_steps: int = envpool_env.DOWN_STEPS) -> Env:
     """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto").
 
     ``preference_episodes``: the paper's treatment for preference runs (fixed horizon,
     falling penalised instead of terminating, control costs hidden from the teacher);
     evaluation always uses the standard task. ``down_steps`` (envpool): unhealthy steps a
-    fallen body lies before it restarts in preference episodes (None: the module default).
+    fallen body lies before it restarts in preference episodes.
     """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
         return gridworld.make(num_envs)
     if backend == "brax":
         return brax_env.make(name, num_envs, preference_episodes=preference_episodes)
-    kw = {} if down_steps is None else {"down_steps": down_steps}
     return envpool_env.make(name, num_envs, seed=seed, preference_episodes=preference_episodes,
-                            **kw)
+                            down_steps=down_steps)
 
 
 __all__ = ["Env", "EnvSpec", "Step", "EnvError", "make_env", "resolve_backend", "ENV_NAMES"]
