@@ -1,0 +1,133 @@
+"""Settings x seeds for tasks whose runs cannot share one ``vmap`` (envpool MuJoCo).
+
+Each (setting, seed) is one ``python -m rlhp.run`` process, ``--parallel`` at a time; a run
+whose ``summary.json`` already exists is read, not repeated, so a stopped experiment
+continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
+``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
+the ``--reward=true`` runs as the reference).
+
+    python -m experiments.seeds --env hopper --seeds 0,1,2,3 \\
+        --setting default= --setting labels1400="--labels 1400" --true --out experiments/results/hopper
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRUE = "reward=true"
+
+
+def run_one(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> dict:
+    """One run (or its existing summary): ``{"seed", "true_return_mean", "wall_seconds", ...}``."""
+    summary = run_dir / "summary.json"
+    if not summary.exists():
+        cmd = [sys.executable, "-m", "rlhp.run", f"--env={env}", "--steps", str(steps),
+               "--seed", str(seed), "--wandb=disabled", "--no-video", "--run-dir", str(run_dir),
+               *args, *(["--resume"] if run_dir.exists() else [])]  # a stopped run continues
+        log_path = run_dir.with_suffix(".log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode or not summary.exists():
+            return {"seed": seed, "error": f"exit {done.returncode}; see {log_path}"}
+    s = json.loads(summary.read_text())
+    keys = ("true_return_mean", "true_return_std", "wall_seconds", "env_steps_per_second",
+            "reward_val_accuracy", "reward_true_corr")
+    return {"seed": seed, **{k: s[k] for k in keys if k in s}}
+
+
+def table(rows: list[dict], seeds: list[int]) -> str:
+    head = ["setting", "arguments", *[f"seed {s}" for s in seeds], "mean"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        by_seed = {x["seed"]: x for x in r["runs"]}
+        cells = [f"{by_seed[s]['true_return_mean']:,.0f}" if "true_return_mean" in by_seed.get(s, {})
+                 else "failed" for s in seeds]
+        mean = f"{r['mean']:,.0f}" if r["mean"] is not None else "-"
+        lines.append(f"| {r['setting']} | `{r['args'] or '(preset)'}` | " + " | ".join(cells)
+                     + f" | {mean} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, env: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(1.4 * len(rows) + 2, 4))
+    for i, r in enumerate(rows):
+        ys = [x["true_return_mean"] for x in r["runs"] if "true_return_mean" in x]
+        ax.plot([i] * len(ys), ys, "o", color="C1" if r["setting"] == TRUE else "C0", alpha=0.7)
+        if r["mean"] is not None:
+            ax.plot([i - 0.25, i + 0.25], [r["mean"]] * 2, "k-")
+    ax.set_xticks(range(len(rows)), [r["setting"] for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("standard return (16 eval episodes)")
+    ax.set_title(f"{env}: each run one dot, bar = mean over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_setting(text: str) -> tuple[str, str]:
+    name, sep, args = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--setting wants NAME=ARGS, got {text!r}")
+    return name, args
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="hopper")
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--seeds", default="0,1,2,3", help="comma-separated")
+    p.add_argument("--setting", type=parse_setting, action="append", default=[],
+                   help='NAME="rlhp.run arguments" (repeatable; NAME= alone: the preset)')
+    p.add_argument("--true", action="store_true", help="also run --reward=true on each seed")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    p.add_argument("--out", type=Path, default=Path("experiments/results/seeds"))
+    a = p.parse_args(argv)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    settings = list(a.setting) or [("default", "")]
+    if a.true:
+        settings.append((TRUE, "--reward=true"))
+    if len({n for n, _ in settings}) != len(settings):
+        sys.exit("setting names must differ")
+    jobs = [(name, args, seed) for name, args in settings for seed in seeds]
+    start = time.perf_counter()
+    results: dict[str, list[dict]] = {name: [] for name, _ in settings}
+    with futures.ThreadPoolExecutor(a.parallel) as pool:
+        todo = {pool.submit(run_one, a.env, a.steps, seed, shlex.split(args),
+                            a.out / "runs" / f"{name}-s{seed}"): (name, seed)
+                for name, args, seed in jobs}
+        for n, done in enumerate(futures.as_completed(todo), 1):
+            name, seed = todo[done]
+            r = done.result()
+            results[name].append(r)
+            shown = r.get("true_return_mean", r.get("error"))
+            print(f"[{n}/{len(jobs)} {time.perf_counter() - start:5.0f} s] {name} seed {seed}: {shown}",
+                  flush=True)
+    rows = []
+    for name, args in settings:
+        runs = sorted(results[name], key=lambda r: r["seed"])
+        ok = [r["true_return_mean"] for r in runs if "true_return_mean" in r]
+        rows.append({"setting": name, "args": args, "runs": runs,
+                     "mean": float(np.mean(ok)) if ok else None})
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "seeds.json").write_text(json.dumps(
+        {"env": a.env, "steps": a.steps, "seeds": seeds, "settings": rows}, indent=1))
+    md = table(rows, seeds)
+    (a.out / "seeds.md").write_text(md + "\n")
+    plot(rows, a.out / "seeds.png", a.env)
+    print(md)
+    print(f"wrote {a.out}/seeds.json, seeds.md, seeds.png")
+
+
+if __name__ == "__main__":
+    main()
