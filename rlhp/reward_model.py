@@ -42,8 +42,8 @@ class RewardMLP(nn.Module):
         x = obs.reshape(lead + (-1,))
         if self.use_action:
             x = jnp.concatenate([x, action], -1)
-        # dense layers on 2-D rows: their gradient runs ~1.4x faster on CPU than on the
-        # batched [N, 2, L, D] form (the reward fit's backward pass dominates a Hopper step)
+        # dense layers on 2-D rows: on CPU the reward fit (mostly its backward pass) runs
+        # about 2x faster than on the batched [N, 2, L, D] form (benchmarks.stages)
         x = x.reshape(-1, x.shape[-1])
         for h in self.hidden:
             x = nn.leaky_relu(nn.Dense(h)(x), 0.01)
