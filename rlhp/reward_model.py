@@ -38,7 +38,7 @@ class RewardMLP(nn.Module):
     def __call__(self, obs, action):
         if self.num_actions:
             action = jax.nn.one_hot(action, self.num_actions)
-        lead = action.shape[: action.ndim - 1]
+        lead = action.shape[:-1]
         x = obs.reshape(lead + (-1,))
         if self.use_action:
             x = jnp.concatenate([x, action], -1)
