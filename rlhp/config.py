@@ -279,7 +279,10 @@ PRESETS = {
 #   pretraining too (62 rounds of 8 updates, as between iterations);
 # - 16 reward-model updates per iteration and 5 PPO epochs.
 # Hopper, 1M steps, standard return: 74 / 117 / 94 (seeds 0-2) before the last two items;
-# with them 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4).
+# with them 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4) while r-hat's dense layers ran on
+# the batched clip shape, and 97 / 319 / 1,028 / 293 (seeds 0-3) since they run on 2-D rows
+# (another rounding, other paths; experiments/results/hopper/seeds.md). The true reward:
+# 3,300 / 3,508 / 2,943 / 2,730.
 PREFERENCE_PRESETS = {
     "gridworld": dict(),
     "mujoco": dict(gamma=0.995, gae_lambda=0.97, reward_uses_action=False,
