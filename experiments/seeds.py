@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tables import num, table as markdown_table
+
 TRUE = "reward=true"
 
 
@@ -45,16 +47,14 @@ def run_one(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> 
 
 
 def table(rows: list[dict], seeds: list[int]) -> str:
-    head = ["setting", "arguments", *[f"seed {s}" for s in seeds], "mean"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in rows:
-        by_seed = {x["seed"]: x for x in r["runs"]}
-        cells = [f"{by_seed[s]['true_return_mean']:,.0f}" if "true_return_mean" in by_seed.get(s, {})
-                 else "failed" for s in seeds]
-        mean = f"{r['mean']:,.0f}" if r["mean"] is not None else "-"
-        lines.append(f"| {r['setting']} | `{r['args'] or '(preset)'}` | " + " | ".join(cells)
-                     + f" | {mean} |")
-    return "\n".join(lines)
+    """Markdown: one row per setting, its standard return per seed ("failed") and mean."""
+    def cells(r):
+        by_seed = {x["seed"]: x.get("true_return_mean") for x in r["runs"]}
+        returns = [num(by_seed[s]) if by_seed.get(s) is not None else "failed" for s in seeds]
+        return [r["setting"], f"`{r['args'] or '(preset)'}`", *returns, num(r["mean"])]
+
+    return markdown_table(["setting", "arguments", *[f"seed {s}" for s in seeds], "mean"],
+                          [cells(r) for r in rows])
 
 
 def plot(rows: list[dict], path: Path, env: str) -> None:
