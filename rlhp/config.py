@@ -53,7 +53,10 @@ class Dynamic:
 
 
 DYNAMIC_FIELDS = tuple(f.name for f in dataclasses.fields(Dynamic))
-REWARDS = ("learned", "true")
+REWARDS = ("learned", "true", "teacher")
+"""What the policy learns from: r-hat fit to the teacher's labels; the task's standard
+reward in its standard episodes (the baseline); or the teacher's own reward in the
+preference episodes (the ceiling a learned reward can reach there)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Config:
     down_steps: int = 25
     """Preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before it
     restarts inside the episode (``rlhp.envs.envpool_env.DOWN_STEPS``; 0: never)."""
+    fall_penalty: float = 10.0
+    """Preference episodes (envpool MuJoCo): what each unhealthy step costs in the teacher's
+    reward, on top of the withheld healthy bonus (``rlhp.envs.envpool_env.FALL_PENALTY``)."""
     # reward learning (static)
     offline: bool = False
     """Ask every label from the initial policy, then freeze the reward model (ablation)."""
@@ -161,11 +167,16 @@ class Config:
         if self.max_labels and self.labels > self.max_labels:
             raise ConfigError(f"--labels {self.labels} exceeds the database capacity "
                               f"max_labels={self.max_labels}")
-        if self.offline and self.reward == "true":
+        if self.offline and self.reward != "learned":
             raise ConfigError("--offline needs --reward=learned")
         if self.segment_length < 0 or self.segment_length > self.rollout_length:
             raise ConfigError(f"segment length {self.segment_length} must lie in "
                               f"[1, rollout length {self.rollout_length}]")
+
+    @property
+    def preference_episodes(self) -> bool:
+        """Whether the run trains in the paper's fixed-horizon preference episodes."""
+        return self.reward != "true"
 
     @property
     def batch_size(self) -> int:
@@ -268,8 +279,9 @@ PRESETS = {
 }
 
 
-# Per-family defaults of runs on a learned reward, on top of PRESETS (the --reward=true
-# baseline keeps PRESETS alone). MuJoCo:
+# Per-family defaults of runs in preference episodes (a learned reward, or the teacher's own
+# reward as its ceiling), on top of PRESETS (the --reward=true baseline keeps PRESETS
+# alone). MuJoCo:
 # - the paper's discounting for its MuJoCo tasks (gamma 0.995, lambda 0.97);
 # - r-hat on observations only: the teacher's reward has no control cost, so it is a
 #   function of the states it watches, and an r-hat that reads the action hands PPO a
@@ -296,6 +308,6 @@ def preset(env: str, **overrides) -> Config:
     family = "gridworld" if env == "gridworld" else "mujoco"
     kw = {k: v for k, v in overrides.items() if v is not None}
     base = dict(PRESETS[family])
-    if kw.get("reward", Config.reward) == "learned":
+    if kw.get("reward", Config.reward) != "true":
         base.update(PREFERENCE_PRESETS[family])
     return Config(env=env, **{**base, **kw})

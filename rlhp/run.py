@@ -42,7 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", help="auto (default), gridworld, brax or envpool")
     p.add_argument("--steps", type=int, help="total env steps (default: preset)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--reward", help="learned (from the teacher's preferences, default) or true")
+    p.add_argument("--reward", help="learned (from the teacher's preferences, default), true "
+                   "(the task's reward and episodes) or teacher (the teacher's own reward in "
+                   "the preference episodes)")
     p.add_argument("--labels", type=int, help="label budget (default: preset)")
     p.add_argument("--teacher", help="oracle (default), noisy, mistake, skip, equal, myopic")
     p.add_argument("--query", help="disagreement (default), random or entropy")
@@ -71,7 +73,7 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
             raise ConfigError(f"unknown --wandb {args.wandb!r}; choose from: {', '.join(WANDB_MODES)}")
         if args.checkpoint_every < 0:
             raise ConfigError("--checkpoint-every must be >= 0 seconds")
-        if given.get("reward") == "true":
+        if given.get("reward", "learned") != "learned":
             extra = [f"--{f}" for f in ("labels", "teacher", "query") if f in given]
             if extra:
                 raise ConfigError(f"{', '.join(extra)} need --reward=learned")
@@ -120,7 +122,8 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
     start = ckpt.latest() if ckpt else None
     # envpool's pools live outside JAX: a resumed run re-seeds them (episodes restart).
     env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=cfg.seed + (start or 0),
-                   preference_episodes=cfg.reward == "learned", down_steps=cfg.down_steps)
+                   preference_episodes=cfg.preference_episodes, down_steps=cfg.down_steps,
+                   fall_penalty=cfg.fall_penalty)
     try:
         trainer = make_train(cfg, env)
     except ConfigError as e:

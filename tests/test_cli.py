@@ -20,6 +20,8 @@ BAD = [
     (["--env=gridworld", "--query=bogus"], "unknown --query"),
     (["--env=gridworld", "--offline", "--reward=true"], "--offline needs --reward=learned"),
     (["--env=gridworld", "--reward=true", "--labels=50"], "--labels need --reward=learned"),
+    (["--env=hopper", "--reward=teacher", "--query=random"], "--query need --reward=learned"),
+    (["--env=hopper", "--reward=teacher", "--offline"], "--offline needs --reward=learned"),
     (["--env=gridworld", "--set", "segment_length=200"], "segment length 200 must lie in"),
     (["--env=hopper", "--set", "segment_length=0", "--set", "rollout_length=8"],
      "segment length 60 exceeds the rollout length 8"),
@@ -92,3 +94,29 @@ def test_tiny_learned_run_reports_labels(tmp_path):
     assert 0 <= summary["reward_val_accuracy"] <= 1
     assert -1 <= summary["reward_true_corr"] <= 1
     assert -1 <= summary["reward_match"] <= 1
+
+
+def test_teacher_reward_trains_on_the_preference_episodes_without_a_reward_model(tmp_path):
+    """--reward=teacher: PPO on the teacher's own reward, in the preference episodes and with
+    the preference runs' RL settings; --reward=true keeps the standard task."""
+    import jax
+    import numpy as np
+
+    def config(*argv):
+        return run.build_config(run.parse_args([*argv, f"--run-dir={tmp_path / 'none'}"]))[0]
+
+    cfg = config("--env=hopper", "--reward=teacher", "--num-envs=2", "--set", "fall_penalty=100.0")
+    assert cfg.preference_episodes and cfg.gamma == 0.995
+    true = config("--env=hopper", "--reward=true")
+    assert not true.preference_episodes and true.gamma == 0.99
+    trainer = run.prepare(cfg, tmp_path, resume=False)[0]
+    assert trainer.learner is None
+    env = trainer.env
+    state = env.reset(jax.random.PRNGKey(0))
+    step = jax.jit(env.step)
+    rewards = []
+    for _ in range(60):  # full torque one way: the hopper falls within a few dozen steps
+        state, s = step(state, jax.numpy.ones((2, 3)))
+        assert not np.asarray(s.terminated).any()
+        rewards.append(np.asarray(s.reward))
+    assert np.min(rewards) < -95  # the teacher's fall penalty, not the task's termination

@@ -69,12 +69,13 @@ def test_backend_resolution():
 
 def test_envpool_preference_episodes_restart_after_a_fall():
     """Preference episodes: no termination, a fixed 1000-step horizon, every unhealthy step
-    penalised, and a fallen body restarts after DOWN_STEPS unhealthy steps (or never)."""
+    penalised (by ``fall_penalty``), and a fallen body restarts after DOWN_STEPS unhealthy
+    steps (or never)."""
     from rlhp.envs import envpool_env
 
-    def run(down_steps, steps=1010):
+    def run(down_steps, steps=1010, fall_penalty=envpool_env.FALL_PENALTY):
         env = envpool_env.make("hopper", B, seed=0, preference_episodes=True,
-                               down_steps=down_steps)
+                               down_steps=down_steps, fall_penalty=fall_penalty)
         step = jax.jit(env.step)
         state = env.reset(jax.random.PRNGKey(0))
         rng = np.random.default_rng(0)
@@ -95,5 +96,5 @@ def test_envpool_preference_episodes_restart_after_a_fall():
     starts = (np.abs(s.obs[:1000, :, 0] - 1.25) < 0.01) & (np.abs(s.obs[:1000, :, 5:]).max(-1) < 0.02)
     assert (starts.sum(0) >= 10).all()
     assert (hurt.sum(0) >= 10 * envpool_env.DOWN_STEPS).all()
-    lying = run(0, steps=300)  # without restarts the body stays down
-    assert lying.reward[250:].max() < -5
+    lying = run(0, steps=300, fall_penalty=100.0)  # without restarts the body stays down
+    assert lying.reward[250:].max() < -95

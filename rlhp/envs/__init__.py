@@ -46,13 +46,15 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
 
 def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
              preference_episodes: bool = False,
-             down_steps: int = envpool_env.DOWN_STEPS) -> Env:
+             down_steps: int = envpool_env.DOWN_STEPS,
+             fall_penalty: float = envpool_env.FALL_PENALTY) -> Env:
     """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto").
 
     ``preference_episodes``: the paper's treatment for preference runs (fixed horizon,
     falling penalised instead of terminating, control costs hidden from the teacher);
     evaluation always uses the standard task. ``down_steps`` (envpool): unhealthy steps a
-    fallen body lies before it restarts in preference episodes.
+    fallen body lies before it restarts in preference episodes, and ``fall_penalty`` what each
+    unhealthy step costs there.
     """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
@@ -60,7 +62,7 @@ def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
     if backend == "brax":
         return brax_env.make(name, num_envs, preference_episodes=preference_episodes)
     return envpool_env.make(name, num_envs, seed=seed, preference_episodes=preference_episodes,
-                            down_steps=down_steps)
+                            down_steps=down_steps, fall_penalty=fall_penalty)
 
 
 __all__ = ["Env", "EnvSpec", "Step", "EnvError", "make_env", "resolve_backend", "ENV_NAMES"]

@@ -53,7 +53,7 @@ class PoolState:
 
 
 def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = False,
-         down_steps: int = DOWN_STEPS) -> Env:
+         down_steps: int = DOWN_STEPS, fall_penalty: float = FALL_PENALTY) -> Env:
     """A pool of ``num_envs`` copies of MuJoCo task ``name``.
 
     ``preference_episodes``: the paper's episodes for preference learning. No early
@@ -61,7 +61,8 @@ def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = Fa
     the reward). Instead every step spent unhealthy costs ``FALL_PENALTY`` on top of the
     healthy bonus the task withholds: the bonus alone (1 per step) is less than the forward
     speed a hopper gains by diving, and a policy trained with it leans and slides, then
-    falls at once under the standard (terminating) evaluation. The reward the teacher sees
+    falls at once under the standard (terminating) evaluation. ``fall_penalty`` sets that
+    cost per unhealthy step. The reward the teacher sees
     also leaves out the control cost, which a human cannot see.
 
     A fallen body lies where it fell for ``down_steps`` unhealthy steps (each penalised),
@@ -113,7 +114,7 @@ def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = Fa
         # the healthy bonus was withheld: what is left beside the forward speed
         speed = info.get("x_velocity", np.zeros(num_envs))
         unhealthy = reward - speed < 0.5
-        reward = reward - FALL_PENALTY * unhealthy
+        reward = reward - fall_penalty * unhealthy
         if restart:
             pending = clock["pending"]  # ended by our clock: this step starts a new episode
             valid = ~pending
