@@ -1,8 +1,8 @@
 """Settings x seeds for tasks whose runs cannot share one ``vmap`` (envpool MuJoCo).
 
 Each (setting, seed) is one ``python -m rlhp.run`` process, ``--parallel`` at a time; a run
-whose ``summary.json`` already exists is read, not repeated, so a stopped experiment
-continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
+whose ``summary.json`` already exists is read, not repeated (if its saved config agrees
+with the setting's arguments), so a stopped experiment continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
 ``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
 the ``--reward=true`` runs as the reference).
 
@@ -30,7 +30,15 @@ TRUE = "reward=true"
 def run_one(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> dict:
     """One run (or its existing summary): ``{"seed", "true_return_mean", "wall_seconds", ...}``."""
     summary = run_dir / "summary.json"
-    if not summary.exists():
+    if summary.exists():  # reuse it only if it ran with these arguments
+        from rlhp import run
+        try:
+            run.build_config(run.parse_args([f"--env={env}", "--steps", str(steps), "--seed",
+                                             str(seed), "--run-dir", str(run_dir), "--resume",
+                                             *args]))
+        except run.UsageError as e:
+            return {"seed": seed, "error": f"{run_dir} holds another run ({e})"}
+    else:
         cmd = [sys.executable, "-m", "rlhp.run", f"--env={env}", "--steps", str(steps),
                "--seed", str(seed), "--wandb=disabled", "--no-video", "--run-dir", str(run_dir),
                *args, *(["--resume"] if run_dir.exists() else [])]  # a stopped run continues

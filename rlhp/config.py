@@ -100,6 +100,9 @@ class Config:
     """Capacity of the comparison database (0: the label budget); bounds swept budgets."""
     queries_per_iteration: int = 0
     """Static maximum of labels asked per iteration (0: derived from the schedule)."""
+    label_horizon: float = 2e6
+    """H of the label schedule: after the up-front labels, the rate is proportional to
+    H / (T + H) at env step T (the paper's MuJoCo H: 2e6)."""
     candidate_factor: int = 10
     reward_batch: int = 64
     reward_updates: int = 8
@@ -162,6 +165,8 @@ class Config:
                                      ("teacher", self.teacher, TEACHERS)]:
             if value not in choices:
                 raise ConfigError(f"unknown --{name} {value!r}; choose from: {', '.join(choices)}")
+        if self.label_horizon <= 0:
+            raise ConfigError(f"label_horizon must be positive, got {self.label_horizon}")
         if self.labels <= 0:
             raise ConfigError(f"--labels must be positive, got {self.labels}")
         if self.max_labels and self.labels > self.max_labels:
@@ -219,7 +224,10 @@ class Config:
         if self.queries_per_iteration:
             return self.queries_per_iteration
         rest = self.label_capacity - self.upfront_labels
-        return max(2, -(-3 * rest // self.num_iterations) + 1)
+        # the rate is highest in the first iteration: its share of the rest, with room
+        first = rest * np.log1p(self.batch_size / self.label_horizon) / np.log1p(
+            self.steps / self.label_horizon)
+        return max(2, -(-3 * rest // self.num_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:
         from rlhp.queries import QUERIES

@@ -248,7 +248,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         else:
             pref = keep_segments(pref, ro)
             env_steps = (state.iteration + 1) * cfg.batch_size
-            due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction)
+            due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction,
+                                     cfg.label_horizon)
             k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
             pref = learner.ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
                                dyn.teacher_params())

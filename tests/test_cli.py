@@ -26,6 +26,7 @@ BAD = [
     (["--env=hopper", "--set", "segment_length=0", "--set", "rollout_length=8"],
      "segment length 60 exceeds the rollout length 8"),
     (["--env=gridworld", "--set", "nope=1"], "expected FIELD=VALUE"),
+    (["--env=hopper", "--set", "label_horizon=0.0"], "label_horizon must be positive"),
     (["--env=gridworld", "--set", "gamma=high"], "gamma takes a float"),
     (["--env=gridworld", "--wandb=bogus"], "unknown --wandb"),
     (["--env=gridworld", "--checkpoint-every=-1"], "--checkpoint-every must be >= 0"),

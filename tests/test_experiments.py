@@ -24,3 +24,9 @@ def test_seeds_tables_runs_reports_failures_and_resumes(tmp_path, capsys):
     seeds.main(argv)
     assert summary.stat().st_mtime_ns == stamp
     assert "truth seed 0" in capsys.readouterr().out
+    # a setting whose arguments changed does not take the old runs for its own
+    seeds.main(["--env", "gridworld", "--steps", "2048", "--seeds", "0", "--parallel", "1",
+                "--setting", "truth=--reward=true --set gamma=0.5", "--out", str(tmp_path)])
+    rerun = json.loads((tmp_path / "seeds.json").read_text())["settings"][0]["runs"][0]
+    assert "holds another run" in rerun["error"] and "gamma" in rerun["error"]
+    assert summary.stat().st_mtime_ns == stamp
