@@ -1,8 +1,8 @@
 """Settings x seeds for tasks whose runs cannot share one ``vmap`` (envpool MuJoCo).
 
 Each (setting, seed) is one ``python -m rlhp.run`` process, ``--parallel`` at a time; a run
-whose ``summary.json`` already exists is read, not repeated (if its saved config agrees
-with the setting's arguments), so a stopped experiment continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
+whose ``summary.json`` already exists is read, not repeated (if its saved config is the one
+the setting's arguments build today), so a stopped experiment continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
 ``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
 the ``--reward=true`` runs as the reference).
 
@@ -27,17 +27,29 @@ from benchmarks.tables import num, table as markdown_table
 TRUE = "reward=true"
 
 
+def config_differences(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> str:
+    """How the config saved in ``run_dir`` differs from the one ``args`` build today
+    (fields a run predates take their defaults); empty if they agree."""
+    from rlhp import run
+    from rlhp.config import Config
+    try:
+        now = run.build_config(run.parse_args([f"--env={env}", "--steps", str(steps), "--seed",
+                                               str(seed), "--run-dir", str(run_dir / "new"),
+                                               *args]))[0].to_dict()
+        saved = Config.from_dict(json.loads((run_dir / "config.json").read_text())).to_dict()
+    except (run.UsageError, ValueError, OSError) as e:
+        return str(e)
+    return ", ".join(f"{k}={saved[k]!r}, the arguments give {now[k]!r}"
+                     for k in now if now[k] != saved[k])
+
+
 def run_one(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> dict:
     """One run (or its existing summary): ``{"seed", "true_return_mean", "wall_seconds", ...}``."""
     summary = run_dir / "summary.json"
-    if summary.exists():  # reuse it only if it ran with these arguments
-        from rlhp import run
-        try:
-            run.build_config(run.parse_args([f"--env={env}", "--steps", str(steps), "--seed",
-                                             str(seed), "--run-dir", str(run_dir), "--resume",
-                                             *args]))
-        except run.UsageError as e:
-            return {"seed": seed, "error": f"{run_dir} holds another run ({e})"}
+    if summary.exists():  # reuse it only if these arguments would build the same config
+        differ = config_differences(env, steps, seed, args, run_dir)
+        if differ:
+            return {"seed": seed, "error": f"{run_dir} holds another run ({differ})"}
     else:
         cmd = [sys.executable, "-m", "rlhp.run", f"--env={env}", "--steps", str(steps),
                "--seed", str(seed), "--wandb=disabled", "--no-video", "--run-dir", str(run_dir),

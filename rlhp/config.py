@@ -297,17 +297,22 @@ PRESETS = {
 # - an adaptive L2 weight free to rise to 1,000 (with the old ceiling of 10 it sat at the
 #   ceiling from ~150k steps on, validation loss 3-4x training loss), adapting during
 #   pretraining too (62 rounds of 8 updates, as between iterations);
-# - 16 reward-model updates per iteration and 5 PPO epochs.
-# Hopper, 1M steps, standard return: 74 / 117 / 94 (seeds 0-2) before the last two items;
-# with them 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4) while r-hat's dense layers ran on
+# - 16 reward-model updates per iteration and 5 PPO epochs;
+# - the label schedule's H at 1e5, not the paper's 2e6: with 2e6 a 1M-step run asks at a
+#   nearly flat rate (238 labels by 100k steps), while r-hat fit to the random policy's
+#   clips is still uncorrelated with the teacher; with 1e5, 327 by 100k and 416 by 200k.
+# Hopper, 1M steps, standard return: 74 / 117 / 94 (seeds 0-2) before the L2 ceiling and
+# the update counts; with them (and H = 2e6) 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4) while r-hat's dense layers ran on
 # the batched clip shape, and 97 / 319 / 1,028 / 293 (seeds 0-3) since they run on 2-D rows
-# (another rounding, other paths; experiments/results/hopper/seeds.md). The true reward:
-# 3,300 / 3,508 / 2,943 / 2,730.
+# (another rounding, other paths), and 1,017 / 1,011 / 1,023 / 1,050 on seeds 4-7: mean 730
+# over seeds 0-7. With H = 1e5: 2,947 / 2,928 / 831 / 1,000 / 155 / 1,446 / 1,021 / 1,475,
+# mean 1,475 (experiments/results/hopper*/seeds.md). The true reward: 3,300 / 3,508 /
+# 2,943 / 2,730 (seeds 0-3).
 PREFERENCE_PRESETS = {
     "gridworld": dict(),
     "mujoco": dict(gamma=0.995, gae_lambda=0.97, reward_uses_action=False,
                    reward_l2_max=1000.0, pretrain_rounds=62, reward_updates=16,
-                   update_epochs=5),
+                   update_epochs=5, label_horizon=1e5),
 }
 
 
