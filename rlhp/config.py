@@ -307,7 +307,7 @@ PRESETS = {
 # (another rounding, other paths), and 1,017 / 1,011 / 1,023 / 1,050 on seeds 4-7: mean 730
 # over seeds 0-7. With H = 1e5: 2,947 / 2,928 / 831 / 1,000 / 155 / 1,446 / 1,021 / 1,475,
 # mean 1,475 (experiments/results/hopper*/seeds.md). The true reward: 3,300 / 3,508 /
-# 2,943 / 2,730 (seeds 0-3).
+# 2,943 / 2,730 / 3,124 / 2,764 / 3,236 / 3,467, mean 3,134.
 PREFERENCE_PRESETS = {
     "gridworld": dict(),
     "mujoco": dict(gamma=0.995, gae_lambda=0.97, reward_uses_action=False,
