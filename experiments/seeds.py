@@ -2,8 +2,8 @@
 
 Each (setting, seed) is one ``python -m rlhp.run`` process, ``--parallel`` at a time; a run
 whose ``summary.json`` already exists is read, not repeated (if its saved config is the one
-the setting's arguments build today), so a stopped experiment continues where it stopped. Writes ``seeds.json`` (every run and the per-setting mean),
-``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
+the setting's arguments build today), so a stopped experiment continues where it stopped.
+Writes ``seeds.json`` (every run and the per-setting mean), ``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
 the ``--reward=true`` runs as the reference).
 
     python -m experiments.seeds --env hopper --seeds 0,1,2,3 \\
@@ -33,6 +33,7 @@ def config_differences(env: str, steps: int, seed: int, args: list[str], run_dir
     from rlhp import run
     from rlhp.config import Config
     try:
+        # a run dir that does not exist: build_config would refuse the finished one
         now = run.build_config(run.parse_args([f"--env={env}", "--steps", str(steps), "--seed",
                                                str(seed), "--run-dir", str(run_dir / "new"),
                                                *args]))[0].to_dict()

@@ -302,12 +302,13 @@ PRESETS = {
 #   nearly flat rate (238 labels by 100k steps), while r-hat fit to the random policy's
 #   clips is still uncorrelated with the teacher; with 1e5, 327 by 100k and 416 by 200k.
 # Hopper, 1M steps, standard return: 74 / 117 / 94 (seeds 0-2) before the L2 ceiling and
-# the update counts; with them (and H = 2e6) 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4) while r-hat's dense layers ran on
-# the batched clip shape, and 97 / 319 / 1,028 / 293 (seeds 0-3) since they run on 2-D rows
-# (another rounding, other paths), and 1,017 / 1,011 / 1,023 / 1,050 on seeds 4-7: mean 730
-# over seeds 0-7. With H = 1e5: 2,947 / 2,928 / 831 / 1,000 / 155 / 1,446 / 1,021 / 1,475,
-# mean 1,475 (experiments/results/hopper*/seeds.md). The true reward: 3,300 / 3,508 /
-# 2,943 / 2,730 / 3,124 / 2,764 / 3,236 / 3,467, mean 3,134.
+# the update counts; with them (and H = 2e6) 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4)
+# while r-hat's dense layers ran on the batched clip shape, and 97 / 319 / 1,028 / 293
+# (seeds 0-3) since they run on 2-D rows (another rounding, other paths), and 1,017 / 1,011 /
+# 1,023 / 1,050 on seeds 4-7: mean 730 over seeds 0-7. With H = 1e5: 2,947 / 2,928 / 831 /
+# 1,000 / 155 / 1,446 / 1,021 / 1,475, mean 1,475; on seeds 4-7 alone, run after H was
+# chosen, 1,024 against 1,026 (experiments/results/hopper*/seeds.md). The true reward:
+# 3,300 / 3,508 / 2,943 / 2,730 / 3,124 / 2,764 / 3,236 / 3,467, mean 3,134.
 PREFERENCE_PRESETS = {
     "gridworld": dict(),
     "mujoco": dict(gamma=0.995, gae_lambda=0.97, reward_uses_action=False,
