@@ -3,8 +3,9 @@
 Each (setting, seed) is one ``python -m rlhp.run`` process, ``--parallel`` at a time; a run
 whose ``summary.json`` already exists is read, not repeated (if its saved config is the one
 the setting's arguments build today), so a stopped experiment continues where it stopped.
-Writes ``seeds.json`` (every run and the per-setting mean), ``seeds.md`` (the table) and ``seeds.png`` (each run's standard return by setting, with
-the ``--reward=true`` runs as the reference).
+Writes ``seeds.json`` (every run and the per-setting mean), ``seeds.md`` (the table) and
+``seeds.png`` (each run's standard return by setting, with the ``--reward=true`` runs as
+the reference).
 
     python -m experiments.seeds --env hopper --seeds 0,1,2,3 \\
         --setting default= --setting labels1400="--labels 1400" --true --out experiments/results/hopper

@@ -224,9 +224,9 @@ class Config:
         if self.queries_per_iteration:
             return self.queries_per_iteration
         rest = self.label_capacity - self.upfront_labels
+        from rlhp.queries import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
-        first = rest * np.log1p(self.batch_size / self.label_horizon) / np.log1p(
-            self.steps / self.label_horizon)
+        first = rest * float(schedule_fraction(self.batch_size, self.steps, self.label_horizon))
         return max(2, -(-3 * rest // self.num_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:

@@ -40,6 +40,12 @@ def top_k(score, k: int):
     return jax.lax.top_k(score, k)[1]
 
 
+def schedule_fraction(env_steps, total_steps, horizon):
+    """Share of the labels after the up-front ones that are due by env step ``env_steps``:
+    the integral of a rate proportional to ``horizon / (T + horizon)``, 1 at ``total_steps``."""
+    return jnp.log1p(env_steps / horizon) / jnp.log1p(total_steps / horizon)
+
+
 def labels_due(env_steps, total_steps, budget, upfront_fraction, horizon=2e6):
     """Cumulative labels the schedule has asked for after ``env_steps`` steps of RL.
 
@@ -48,7 +54,7 @@ def labels_due(env_steps, total_steps, budget, upfront_fraction, horizon=2e6):
     so that exactly ``budget`` labels are asked by ``total_steps``.
     """
     upfront = jnp.round(upfront_fraction * budget)
-    frac = jnp.log1p(env_steps / horizon) / jnp.log1p(total_steps / horizon)
+    frac = schedule_fraction(env_steps, total_steps, horizon)
     due = jnp.floor(upfront + (budget - upfront) * jnp.minimum(frac, 1.0) + 1e-6)
     # at the last step float32 rounding can leave frac just under 1: the budget is the budget
     return jnp.where(env_steps >= total_steps, budget, due)
