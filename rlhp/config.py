@@ -226,7 +226,7 @@ class Config:
         rest = self.label_capacity - self.upfront_labels
         from rlhp.queries import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
-        first = rest * float(schedule_fraction(self.batch_size, self.steps, self.label_horizon))
+        first = rest * schedule_fraction(self.batch_size, self.steps, self.label_horizon, np)
         return max(2, -(-3 * rest // self.num_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:

@@ -40,10 +40,11 @@ def top_k(score, k: int):
     return jax.lax.top_k(score, k)[1]
 
 
-def schedule_fraction(env_steps, total_steps, horizon):
+def schedule_fraction(env_steps, total_steps, horizon, xp=jnp):
     """Share of the labels after the up-front ones that are due by env step ``env_steps``:
-    the integral of a rate proportional to ``horizon / (T + horizon)``, 1 at ``total_steps``."""
-    return jnp.log1p(env_steps / horizon) / jnp.log1p(total_steps / horizon)
+    the integral of a rate proportional to ``horizon / (T + horizon)``, 1 at ``total_steps``.
+    ``xp=numpy`` computes it on the host (static shapes are derived from it under a trace)."""
+    return xp.log1p(env_steps / horizon) / xp.log1p(total_steps / horizon)
 
 
 def labels_due(env_steps, total_steps, budget, upfront_fraction, horizon=2e6):
