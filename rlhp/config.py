@@ -93,6 +93,8 @@ class Config:
     reward_hidden: tuple = (64, 64)
     reward_uses_action: bool = True
     """r-hat(obs, action) as in the paper; False: r-hat(obs)."""
+    reward_linear: bool = False
+    """r-hat = MLP + a linear term of its inputs (``rlhp.reward_model.RewardMLP.linear``)."""
     segment_length: int = 0
     """L in env steps; 0: 1.5 s of task time, clipped to [15, 60]."""
     segment_capacity: int = 256
@@ -112,12 +114,19 @@ class Config:
     parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)."""
     reward_l2_init: float = 1e-4
     """Starting value of the adaptive L2 weight."""
+    reward_stats_window: int = 0
+    """Iterations of transitions that r-hat's per-member normalisation statistics follow
+    (older ones are forgotten); 0: every transition since the start."""
     pretrain_updates: int = 500
     pretrain_rounds: int = 1
     """The pretraining updates run in this many rounds, the adaptive L2 weight adjusting
     after each (1: one adjustment, after all of them)."""
     prefill_iterations: int = 4
     """Rollouts of the initial policy collected before the up-front labels."""
+    explore_steps: int = 0
+    """Env steps (whole iterations, counted in ``total_steps``) at the start of the run in
+    which the policy maximises a state-entropy reward (``rlhp.explore``) before the
+    up-front labels are asked; the label schedule starts when they end (0: none)."""
     # --- dynamic: arrays inside the program ---
     learning_rate: float = 3e-4
     gamma: float = 0.99
@@ -165,6 +174,9 @@ class Config:
                                      ("teacher", self.teacher, TEACHERS)]:
             if value not in choices:
                 raise ConfigError(f"unknown --{name} {value!r}; choose from: {', '.join(choices)}")
+        if self.explore_steps < 0 or self.explore_iterations >= self.num_iterations:
+            raise ConfigError(f"explore_steps={self.explore_steps} must lie in [0, --steps) "
+                              f"and leave at least one iteration of RL")
         if self.label_horizon <= 0:
             raise ConfigError(f"label_horizon must be positive, got {self.label_horizon}")
         if self.labels <= 0:
@@ -196,10 +208,20 @@ class Config:
         return self.total_steps // self.batch_size
 
     @property
+    def explore_iterations(self) -> int:
+        """Iterations of unsupervised exploration, run before the up-front labels."""
+        return self.explore_steps // self.batch_size
+
+    @property
+    def rl_iterations(self) -> int:
+        """Iterations after exploration: the host loop's and the label schedule's."""
+        return self.num_iterations - self.explore_iterations
+
+    @property
     def chunk_iterations(self) -> int:
-        """Iterations per jitted chunk: the largest divisor of ``num_iterations`` that is at
+        """Iterations per jitted chunk: the largest divisor of ``rl_iterations`` that is at
         most ``iterations_per_chunk``, so whole chunks cover the run exactly."""
-        n = self.num_iterations
+        n = self.rl_iterations
         return max(d for d in range(1, min(self.iterations_per_chunk, n) + 1) if n % d == 0)
 
     @property
@@ -226,8 +248,9 @@ class Config:
         rest = self.label_capacity - self.upfront_labels
         from rlhp.queries import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
-        first = rest * schedule_fraction(self.batch_size, self.steps, self.label_horizon, np)
-        return max(2, -(-3 * rest // self.num_iterations) + 1, int(np.ceil(2 * first)) + 1)
+        first = rest * schedule_fraction(self.batch_size, self.rl_iterations * self.batch_size,
+                                         self.label_horizon, np)
+        return max(2, -(-3 * rest // self.rl_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:
         from rlhp.queries import QUERIES

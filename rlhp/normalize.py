@@ -18,17 +18,22 @@ def init(shape: tuple = ()) -> RunningStats:
                         jnp.asarray(1e-4, jnp.float32))
 
 
-def update(stats: RunningStats, x: jax.Array, mask: jax.Array | None = None) -> RunningStats:
-    """Fold a batch ``x [N, *shape]`` (rows with ``mask [N]`` False are skipped) into ``stats``."""
+def update(stats: RunningStats, x: jax.Array, mask: jax.Array | None = None,
+           window: float = 0) -> RunningStats:
+    """Fold a batch ``x [N, *shape]`` (rows with ``mask [N]`` False are skipped) into ``stats``.
+
+    ``window > 0``: the old statistics count as at most ``window`` rows, so they follow the
+    recent rows (an exponential forgetting of older ones) instead of averaging everything."""
     w = jnp.ones(x.shape[0], jnp.float32) if mask is None else mask.astype(jnp.float32)
     wx = w.reshape((-1,) + (1,) * (x.ndim - 1))
     n = jnp.maximum(w.sum(), 1e-8)
     mean = (wx * x).sum(0) / n
     var = (wx * (x - mean) ** 2).sum(0) / n
-    total = stats.count + w.sum()
+    prior = jnp.minimum(stats.count, window) if window else stats.count
+    total = prior + w.sum()
     delta = mean - stats.mean
     new_mean = stats.mean + delta * w.sum() / total
-    m2 = stats.var * stats.count + var * w.sum() + delta**2 * stats.count * w.sum() / total
+    m2 = stats.var * prior + var * w.sum() + delta**2 * prior * w.sum() / total
     return RunningStats(new_mean, m2 / total, total)
 
 

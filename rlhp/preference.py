@@ -50,6 +50,7 @@ class RewardLearner:
     action_dtype: object
     l2_max: float = L2_BOUNDS[1]
     l2_init: float = 1e-4
+    stats_window: float = 0
 
     def init(self, key) -> PrefState:
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
@@ -84,7 +85,7 @@ class RewardLearner:
         normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B])``."""
         raw = self.raw(pref, obs, action)                       # [M, T, B]
         flat = raw.reshape(raw.shape[0], -1).T                  # [T*B, M]
-        stats = normalize.update(pref.stats, flat, valid.reshape(-1))
+        stats = normalize.update(pref.stats, flat, valid.reshape(-1), self.stats_window)
         r_hat = reward_model.normalized(raw, stats, reward_std).mean(0)
         return pref.replace(stats=stats), r_hat
 

@@ -1,8 +1,9 @@
 """The reward model: an ensemble of r-hat networks, its Bradley-Terry loss and normalisation.
 
 Members are stacked parameters (leading axis ``[M]``) applied with one ``vmap``. Each member's
-output is normalised on its own (running mean and std over the policy's recent transitions)
-to zero mean and std ``reward_std``; the policy learns from the mean over members.
+output is normalised on its own (running mean and std over the policy's transitions since
+the start, or over a recent window: ``Config.reward_stats_window``) to zero mean and std
+``reward_std``; the policy learns from the mean over members.
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class RewardMLP(nn.Module):
     hidden: Sequence[int] = (64, 64)
     num_actions: int = 0  # > 0: discrete actions enter one-hot
     use_action: bool = True
+    linear: bool = False
+    """Add a linear function of the inputs to the MLP's output: r-hat keeps rising along a
+    direction the labels favour beyond the inputs they covered, where a regularised MLP
+    flattens (and the L2 weight, on the mean squared parameter, barely charges it)."""
 
     @nn.compact
     def __call__(self, obs, action):
@@ -44,10 +49,13 @@ class RewardMLP(nn.Module):
             x = jnp.concatenate([x, action], -1)
         # dense layers on 2-D rows: on CPU the reward fit (mostly its backward pass) runs
         # about 2x faster than on the batched [N, 2, L, D] form (benchmarks.stages)
-        x = x.reshape(-1, x.shape[-1])
+        inputs = x = x.reshape(-1, x.shape[-1])
         for h in self.hidden:
             x = nn.leaky_relu(nn.Dense(h)(x), 0.01)
-        return nn.Dense(1)(x).reshape(lead)
+        r = nn.Dense(1)(x)
+        if self.linear:
+            r = r + nn.Dense(1, use_bias=False, name="linear")(inputs)
+        return r.reshape(lead)
 
 
 def init_ensemble(net: nn.Module, key, num_members: int, obs, action):

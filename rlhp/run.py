@@ -178,10 +178,12 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         t0 = time.time()
         init = jax.jit(trainer.init).lower(key, dyn).compile()
         compile_seconds += time.time() - t0
-        state = init(key, dyn)  # includes reward pretraining
-        meta = {"iteration": 0, "train_seconds": 0.0, "wandb_id": secrets.token_hex(4)}
+        t0 = time.time()
+        state = jax.block_until_ready(init(key, dyn))  # any exploration, reward pretraining
+        meta = {"iteration": cfg.explore_iterations, "train_seconds": time.time() - t0,
+                "wandb_id": secrets.token_hex(4)}
         ckpt = ckpt or Checkpointer(run_dir)
-        ckpt.save(0, state, meta)
+        ckpt.save(meta["iteration"], state, meta)
 
     it, n_iter, C = meta["iteration"], cfg.num_iterations, cfg.chunk_iterations
     log = MetricsLog(run_dir, it, wandb_mode, cfg.to_dict(), meta["wandb_id"])

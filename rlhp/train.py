@@ -19,6 +19,7 @@ from flax import struct
 from rlhp import networks, normalize, ppo, queries, reward_model
 from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
+from rlhp.explore import state_entropy_reward
 from rlhp.preference import PrefState, RewardLearner
 
 
@@ -58,7 +59,7 @@ class Trainer:
     init: Callable      # (key, dyn) -> TrainState
     train_step: Callable  # (state, dyn) -> (state, metrics)
     chunk: Callable     # jitted (state, dyn) -> (state, metrics [chunk_iterations])
-    train: Callable     # (key, dyn) -> (state, metrics [num_iterations]); vmappable
+    train: Callable     # (key, dyn) -> (state, metrics [rl_iterations]); vmappable
     rollout: Callable   # state -> (state, Rollout): the policy acting for T steps
     ppo_update: Callable  # (state, rollout, reward [T, B], dyn) -> (state, metrics)
 
@@ -102,12 +103,12 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
         raise ConfigError(f"segment length {L} exceeds the rollout length {cfg.rollout_length}")
     return RewardLearner(
         net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions,
-                                   cfg.reward_uses_action),
+                                   cfg.reward_uses_action, cfg.reward_linear),
         members=cfg.ensemble_size, segment_length=L, segment_capacity=cfg.segment_capacity,
         label_capacity=cfg.label_capacity, candidate_factor=cfg.candidate_factor,
         batch=cfg.reward_batch, obs_shape=spec.obs_shape, action_shape=spec.action_shape,
         action_dtype=jnp.int32 if spec.discrete else jnp.float32, l2_max=cfg.reward_l2_max,
-        l2_init=cfg.reward_l2_init)
+        l2_init=cfg.reward_l2_init, stats_window=cfg.reward_stats_window * cfg.batch_size)
 
 
 def correlation(x, y, mask):
@@ -142,7 +143,22 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             disc_return=jnp.zeros(B), ep_return=jnp.zeros(B), ep_length=jnp.zeros(B, jnp.int32),
             key=key, iteration=jnp.zeros((), jnp.int32),
             pref=learner.init(k_rm) if learner else None)
+        if cfg.explore_iterations:
+            state = explore(state, dyn)
         return pretrain(state, dyn) if learner else state
+
+    def explore(state: TrainState, dyn: Dynamic) -> TrainState:
+        """Unsupervised exploration: ``cfg.explore_iterations`` of PPO on the state-entropy
+        reward; then the return statistics start afresh for the task's reward."""
+        def body(state, _):
+            state, ro = rollout(state)
+            obs = norm_obs(state.obs_stats, ro.obs).reshape(T * B, -1)
+            reward = state_entropy_reward(obs, ro.step.valid.reshape(-1)).reshape(T, B)
+            state, _ = ppo_update(state, ro, reward, dyn)
+            return state.replace(iteration=state.iteration + 1), None
+
+        state, _ = jax.lax.scan(body, state, None, cfg.explore_iterations)
+        return state.replace(ret_stats=normalize.init(), disc_return=jnp.zeros(B))
 
     def pretrain(state: TrainState, dyn: Dynamic) -> TrainState:
         """Before RL: segments from the initial policy, the up-front labels, reward fitting."""
@@ -247,9 +263,10 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             diag = learner.split_losses(pref, k_fit)
         else:
             pref = keep_segments(pref, ro)
-            env_steps = (state.iteration + 1) * cfg.batch_size
-            due = queries.labels_due(env_steps, cfg.steps, dyn.labels, dyn.upfront_fraction,
-                                     cfg.label_horizon)
+            # the schedule's clock starts with the up-front labels, after any exploration
+            env_steps = (state.iteration + 1 - cfg.explore_iterations) * cfg.batch_size
+            due = queries.labels_due(env_steps, cfg.rl_iterations * cfg.batch_size, dyn.labels,
+                                     dyn.upfront_fraction, cfg.label_horizon)
             k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
             pref = learner.ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
                                dyn.teacher_params())
@@ -312,7 +329,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     chunk = jax.jit(lambda state, dyn: run_chunk(state, dyn, cfg.chunk_iterations))
 
     def train(key, dyn):
-        return run_chunk(init(key, dyn), dyn, cfg.num_iterations)
+        return run_chunk(init(key, dyn), dyn, cfg.rl_iterations)
 
     return Trainer(cfg, env, network, learner, init, train_step, chunk, train, rollout,
                    ppo_update)

@@ -27,6 +27,8 @@ BAD = [
      "segment length 60 exceeds the rollout length 8"),
     (["--env=gridworld", "--set", "nope=1"], "expected FIELD=VALUE"),
     (["--env=hopper", "--set", "label_horizon=0.0"], "label_horizon must be positive"),
+    (["--env=gridworld", "--steps=10240", "--set", "explore_steps=10240"],
+     "leave at least one iteration of RL"),
     (["--env=gridworld", "--set", "gamma=high"], "gamma takes a float"),
     (["--env=gridworld", "--wandb=bogus"], "unknown --wandb"),
     (["--env=gridworld", "--checkpoint-every=-1"], "--checkpoint-every must be >= 0"),
@@ -86,11 +88,18 @@ def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
 
 
 def test_tiny_learned_run_reports_labels(tmp_path):
+    """A learned run whose first 3 of 10 iterations explore: the labels (all asked after
+    exploration) still come to exactly the budget, and the log starts after exploration."""
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
-                     "--query=entropy", "--wandb=disabled", "--no-video", f"--run-dir={out}"]) == 0
+                     "--query=entropy", "--set", "explore_steps=3072", "--wandb=disabled",
+                     "--no-video", f"--run-dir={out}"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reward"] == "learned" and summary["labels"] == 30
+    assert summary["steps"] == 10240
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(4, 11))
+    assert rows[0]["labels"] < 30 and rows[-1]["labels"] == 30
     assert summary["teacher"] == "mistake" and summary["query"] == "entropy"
     assert 0 <= summary["reward_val_accuracy"] <= 1
     assert -1 <= summary["reward_true_corr"] <= 1

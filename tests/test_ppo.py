@@ -58,3 +58,24 @@ def test_running_stats_match_numpy():
     both = np.concatenate([a, b[20:]])
     np.testing.assert_allclose(stats.mean, both.mean(0), rtol=1e-3)
     np.testing.assert_allclose(stats.var, both.var(0), rtol=1e-3)
+
+
+def test_running_stats_window_follows_recent_rows():
+    """With a window the old statistics count as at most that many rows: after a shift in
+    the data they move to the new rows, while the all-time statistics stay in between."""
+    rng = np.random.default_rng(1)
+    windowed = everything = normalize.init()
+    for t in range(40):
+        x = jnp.asarray(rng.normal(0.0 if t < 20 else 10.0, 1.0 if t < 20 else 0.1, 100))
+        windowed = normalize.update(windowed, x, window=200)
+        everything = normalize.update(everything, x)
+    assert float(windowed.mean) == pytest.approx(10.0, abs=0.05)
+    assert float(jnp.sqrt(windowed.var)) < 0.3  # the new rows' std is 0.1
+    assert float(everything.mean) == pytest.approx(5.0, abs=0.2)
+    assert float(jnp.sqrt(everything.var)) > 4
+    # one step with a window as large as the count is the exact update
+    a, b = rng.normal(size=30), rng.normal(size=20)
+    s = normalize.update(normalize.update(normalize.init(), jnp.asarray(a)), jnp.asarray(b),
+                         window=30)
+    np.testing.assert_allclose([s.mean, s.var], [np.r_[a, b].mean(), np.r_[a, b].var()],
+                               rtol=1e-3)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp import comparisons, preference, queries, reward_model, segments, teachers
+from rlhp import comparisons, explore, preference, queries, reward_model, segments, teachers
 from rlhp.config import preset
 from rlhp.teachers import TEACHERS
 
@@ -174,3 +174,29 @@ def test_ensemble_in_blocks_matches_one_pass():
         lambda o, a: net.apply(p, o, a), obs, act, block=7))(params)
     assert blocked.shape == (3, 2, 3, 5, 4) == one_pass.shape
     np.testing.assert_allclose(blocked, one_pass, rtol=1e-5, atol=1e-6)
+
+
+def test_state_entropy_reward_is_the_log_distance_to_the_kth_neighbour():
+    # points on a line at 0, 1, 3, 7 (and an invalid row at 2, which is nobody's neighbour)
+    x = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0], [2.0, 0.0]])
+    valid = jnp.asarray([True, True, True, True, False])
+    r1 = explore.state_entropy_reward(x, valid, k=1)
+    np.testing.assert_allclose(r1[:4], np.log1p([1.0, 1.0, 2.0, 4.0]), rtol=1e-5)
+    r2 = explore.state_entropy_reward(x, valid, k=2)
+    np.testing.assert_allclose(r2[:4], np.log1p([3.0, 2.0, 3.0, 6.0]), rtol=1e-5)
+    assert r1[4] == 0 and r2[4] == 0
+    # fewer valid neighbours than k: no reward rather than an infinite one
+    assert np.all(np.asarray(explore.state_entropy_reward(x, valid, k=4)) == 0)
+
+
+def test_reward_linear_term_adds_a_linear_function_of_the_inputs():
+    net = reward_model.RewardMLP((8, 8), use_action=False, linear=True)
+    obs, act = jnp.zeros((4, 3)), jnp.zeros((4, 1))
+    params = net.init(jax.random.PRNGKey(0), obs, act)
+    plain = reward_model.RewardMLP((8, 8), use_action=False).init(jax.random.PRNGKey(0), obs, act)
+    assert set(params["params"]) == set(plain["params"]) | {"linear"}
+    # the MLP silenced, r-hat is the linear term alone: w . x, without bound
+    params = jax.tree.map(jnp.zeros_like, params)
+    params["params"]["linear"]["kernel"] = jnp.asarray([[1.0], [-2.0], [0.5]])
+    x = jnp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [100.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(net.apply(params, x, act), [1.0, -2.0, 101.0, 0.0])
