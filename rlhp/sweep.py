@@ -27,7 +27,7 @@ class SweepResult:
     runs: list[dict]   # one dict of axis values (and seed) per run, in sweep order
     trainer: Any       # the Trainer all runs share
     states: Any        # TrainState with a leading [N] axis
-    metrics: dict      # name -> [N, num_iterations]
+    metrics: dict      # name -> [N, rl_iterations] (iterations after any exploration)
 
     def state(self, i: int):
         """The final TrainState of run ``i`` (no leading axis)."""
