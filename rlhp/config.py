@@ -218,6 +218,11 @@ class Config:
         return self.num_iterations - self.explore_iterations
 
     @property
+    def rl_steps(self) -> int:
+        """Env steps after exploration: the span the label schedule spreads the budget over."""
+        return self.rl_iterations * self.batch_size
+
+    @property
     def chunk_iterations(self) -> int:
         """Iterations per jitted chunk: the largest divisor of ``rl_iterations`` that is at
         most ``iterations_per_chunk``, so whole chunks cover the run exactly."""
@@ -248,8 +253,7 @@ class Config:
         rest = self.label_capacity - self.upfront_labels
         from rlhp.queries import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
-        first = rest * schedule_fraction(self.batch_size, self.rl_iterations * self.batch_size,
-                                         self.label_horizon, np)
+        first = rest * schedule_fraction(self.batch_size, self.rl_steps, self.label_horizon, np)
         return max(2, -(-3 * rest // self.rl_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:

@@ -265,8 +265,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             pref = keep_segments(pref, ro)
             # the schedule's clock starts with the up-front labels, after any exploration
             env_steps = (state.iteration + 1 - cfg.explore_iterations) * cfg.batch_size
-            due = queries.labels_due(env_steps, cfg.rl_iterations * cfg.batch_size, dyn.labels,
-                                     dyn.upfront_fraction, cfg.label_horizon)
+            due = queries.labels_due(env_steps, cfg.rl_steps, dyn.labels, dyn.upfront_fraction,
+                                     cfg.label_horizon)
             k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
             pref = learner.ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
                                dyn.teacher_params())
