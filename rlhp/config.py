@@ -114,6 +114,11 @@ class Config:
     parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)."""
     reward_l2_init: float = 1e-4
     """Starting value of the adaptive L2 weight."""
+    uncertainty_bonus: float = 0.0
+    """beta_0 of a RUNE-style exploration bonus (Liang et al. 2022): the policy's reward is
+    r-hat + beta_t * (the members' std about r-hat), beta_t falling linearly from beta_0 at
+    the first RL iteration to 0 at the end (0: r-hat alone, as the paper, and the members'
+    spread is not computed)."""
     reward_stats_window: int = 0
     """Iterations of transitions that r-hat's per-member normalisation statistics follow
     (older ones are forgotten); 0: every transition since the start."""
@@ -179,6 +184,8 @@ class Config:
                               f"and leave at least one iteration of RL")
         if self.label_horizon <= 0:
             raise ConfigError(f"label_horizon must be positive, got {self.label_horizon}")
+        if self.uncertainty_bonus < 0:
+            raise ConfigError(f"uncertainty_bonus must be >= 0, got {self.uncertainty_bonus}")
         if self.labels <= 0:
             raise ConfigError(f"--labels must be positive, got {self.labels}")
         if self.max_labels and self.labels > self.max_labels:

@@ -82,12 +82,13 @@ class RewardLearner:
 
     def relabel(self, pref: PrefState, obs, action, valid, reward_std):
         """r-hat for a rollout: obs ``[T, B, ...]``, valid ``[T, B]``; updates the
-        normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B])``."""
+        normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B],
+        spread [T, B])``, spread being the members' std about r-hat (their disagreement)."""
         raw = self.raw(pref, obs, action)                       # [M, T, B]
         flat = raw.reshape(raw.shape[0], -1).T                  # [T*B, M]
         stats = normalize.update(pref.stats, flat, valid.reshape(-1), self.stats_window)
-        r_hat = reward_model.normalized(raw, stats, reward_std).mean(0)
-        return pref.replace(stats=stats), r_hat
+        members = reward_model.normalized(raw, stats, reward_std)
+        return pref.replace(stats=stats), members.mean(0), members.std(0)
 
     def observe(self, pref: PrefState, obs, action, true_reward, valid, done) -> PrefState:
         """Cut a rollout ``[T, B, ...]`` into segments and keep them."""

@@ -254,7 +254,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         metrics = jax.tree.map(jnp.mean, m)
         return state.replace(params=params, opt_state=opt_state, key=key), metrics
 
-    def learn_reward(state: TrainState, ro: Rollout, r_hat, dyn: Dynamic):
+    def learn_reward(state: TrainState, ro: Rollout, r_hat, spread, dyn: Dynamic):
         """Segments in, queries out to the teacher, the ensemble fit to the database."""
         step = ro.step
         pref = state.pref
@@ -277,6 +277,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                        reward_val_accuracy=accuracy.mean(), reward_l2=pref.l2.mean(),
                        reward_true_corr=correlation(r_hat, step.reward, step.valid),
                        predicted_reward=ppo.masked_mean(r_hat, step.valid))
+        if cfg.uncertainty_bonus:
+            metrics.update(reward_spread=ppo.masked_mean(spread, step.valid))
         return state.replace(pref=pref, key=key), metrics
 
     def ppo_update(state: TrainState, ro: Rollout, reward, dyn: Dynamic):
@@ -302,9 +304,13 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         # The learner's reward: r-hat, or the true reward for the --reward=true baseline.
         if learner:
             pref = state.pref.replace(obs_stats=state.obs_stats)
-            pref, reward = learner.relabel(pref, ro.obs, ro.action, step.valid, dyn.reward_std)
+            pref, r_hat, spread = learner.relabel(pref, ro.obs, ro.action, step.valid,
+                                                  dyn.reward_std)
             state = state.replace(pref=pref)
-            r_hat = reward
+            reward = r_hat
+            if cfg.uncertainty_bonus:  # optimism where the members disagree, fading out
+                left = 1.0 - (state.iteration - cfg.explore_iterations) / cfg.rl_iterations
+                reward = r_hat + cfg.uncertainty_bonus * left * spread
         else:
             reward = step.reward
         state, metrics = ppo_update(state, ro, reward, dyn)
@@ -317,7 +323,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
             true_return=jnp.where(n_fin > 0, (fin_ret * fin).sum() / jnp.maximum(n_fin, 1), jnp.nan),
         )
         if learner:
-            state, reward_metrics = learn_reward(state, ro, r_hat, dyn)
+            state, reward_metrics = learn_reward(state, ro, r_hat, spread, dyn)
             metrics.update(reward_metrics)
         state = state.replace(ep_return=ep_return, ep_length=ep_length,
                               iteration=state.iteration + 1)

@@ -30,6 +30,7 @@ BAD = [
     (["--env=gridworld", "--steps=10240", "--set", "explore_steps=10240"],
      "leave at least one iteration of RL"),
     (["--env=gridworld", "--set", "gamma=high"], "gamma takes a float"),
+    (["--env=gridworld", "--set", "uncertainty_bonus=-0.5"], "uncertainty_bonus must be >= 0"),
     (["--env=gridworld", "--wandb=bogus"], "unknown --wandb"),
     (["--env=gridworld", "--checkpoint-every=-1"], "--checkpoint-every must be >= 0"),
 ]

@@ -200,3 +200,26 @@ def test_reward_linear_term_adds_a_linear_function_of_the_inputs():
     params["params"]["linear"]["kernel"] = jnp.asarray([[1.0], [-2.0], [0.5]])
     x = jnp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [100.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(net.apply(params, x, act), [1.0, -2.0, 101.0, 0.0])
+
+
+def test_relabel_averages_normalised_members_and_reports_their_spread():
+    """r-hat is the mean of the members' outputs, each normalised by its own statistics over
+    the valid steps; the spread (the uncertainty bonus's input) is their std; members that
+    agree have none."""
+    learner = preference.RewardLearner(
+        net=reward_model.RewardMLP((8, 8), use_action=False), members=3, segment_length=2,
+        segment_capacity=4, label_capacity=4, candidate_factor=2, batch=2, obs_shape=(3,),
+        action_shape=(1,), action_dtype=jnp.float32)
+    pref = learner.init(jax.random.PRNGKey(0))
+    obs, act = jax.random.normal(jax.random.PRNGKey(1), (5, 4, 3)), jnp.zeros((5, 4, 1))
+    valid = jnp.ones((5, 4), bool).at[0, :2].set(False)
+    _, r_hat, spread = learner.relabel(pref, obs, act, valid, 2.0)
+    raw = np.asarray(learner.raw(pref, obs, act))  # [M, T, B]
+    rows = raw[:, np.asarray(valid)]
+    z = 2.0 * (raw - rows.mean(1)[:, None, None]) / rows.std(1)[:, None, None]
+    np.testing.assert_allclose(r_hat, z.mean(0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(spread, z.std(0), rtol=1e-3, atol=1e-3)
+    assert float(spread.min()) > 0.01
+    same = pref.replace(params=jax.tree.map(lambda p: jnp.broadcast_to(p[:1], p.shape), pref.params))
+    _, _, no_spread = learner.relabel(same, obs, act, valid, 2.0)
+    np.testing.assert_allclose(no_spread, 0.0, atol=1e-4)
