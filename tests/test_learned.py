@@ -12,23 +12,30 @@ from rlhp.envs import make_env
 from rlhp.train import make_train
 
 
-def test_learner_never_reads_the_true_reward():
-    """Change every true reward the env emits while the teacher's labels stay fixed (all
-    asked before this step): the policy and reward-model updates must not change."""
+@pytest.fixture(scope="module")
+def labelled_step():
+    """A tiny gridworld run with every label asked up front, and its first step: the
+    reference that the tests below change one thing against."""
     cfg = preset("gridworld", labels=40, upfront_fraction=1.0, total_steps=4 * 1024,
                  iterations_per_chunk=1, pretrain_updates=20)
     env = make_env("gridworld", "auto", cfg.num_envs)
+    dyn = cfg.dynamic()
+    trainer = make_train(cfg, env)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), dyn)
+    return cfg, env, dyn, state, jax.jit(trainer.train_step)(state, dyn)
+
+
+def test_learner_never_reads_the_true_reward(labelled_step):
+    """Change every true reward the env emits while the teacher's labels stay fixed (all
+    asked before this step): the policy and reward-model updates must not change."""
+    cfg, env, dyn, state, (sa, ma) = labelled_step
 
     def step_scaled(state, action):
         state, step = env.step(state, action)
         return state, step.replace(reward=-3.0 * step.reward + 1.0)
 
-    other = dataclasses.replace(env, step=step_scaled)
-    dyn = cfg.dynamic()
-    a, b = make_train(cfg, env), make_train(cfg, other)
-    state = jax.jit(a.init)(jax.random.PRNGKey(0), dyn)
-    sa, ma = jax.jit(a.train_step)(state, dyn)
-    sb, mb = jax.jit(b.train_step)(state, dyn)
+    other = make_train(cfg, dataclasses.replace(env, step=step_scaled))
+    sb, mb = jax.jit(other.train_step)(state, dyn)
     assert float(ma["labels"]) == float(mb["labels"]) == 40.0
     jax.tree.map(np.testing.assert_array_equal, sa.params, sb.params)
     jax.tree.map(np.testing.assert_array_equal, sa.pref.params, sb.pref.params)
@@ -36,16 +43,11 @@ def test_learner_never_reads_the_true_reward():
     assert not np.allclose(ma["true_return"], mb["true_return"], equal_nan=True)
 
 
-def test_uncertainty_bonus_changes_the_policy_update_only():
+def test_uncertainty_bonus_changes_the_policy_update_only(labelled_step):
     """With the bonus on, PPO's reward gains beta * (the members' spread): the policy update
     changes, while the reward model, which never sees the bonus, updates exactly as before."""
-    cfg = preset("gridworld", labels=40, upfront_fraction=1.0, total_steps=4 * 1024,
-                 iterations_per_chunk=1, pretrain_updates=20)
-    env = make_env("gridworld", "auto", cfg.num_envs)
-    dyn = cfg.dynamic()
-    plain, bonus = make_train(cfg, env), make_train(cfg.replace(uncertainty_bonus=0.5), env)
-    state = jax.jit(plain.init)(jax.random.PRNGKey(0), dyn)
-    sa, ma = jax.jit(plain.train_step)(state, dyn)
+    cfg, env, dyn, state, (sa, ma) = labelled_step
+    bonus = make_train(cfg.replace(uncertainty_bonus=0.5), env)
     sb, mb = jax.jit(bonus.train_step)(state, dyn)
     jax.tree.map(np.testing.assert_array_equal, sa.pref.params, sb.pref.params)
     # measured: 0.12 with the bonus; 1e-7 (rounding) if it were computed but not added
