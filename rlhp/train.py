@@ -308,6 +308,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                                                   dyn.reward_std)
             state = state.replace(pref=pref)
             reward = r_hat
+            # Read `spread` only with the bonus on: unread, XLA drops it; computed, it is
+            # fused with the mean and changes r-hat's last bits (and the run it seeds).
             if cfg.uncertainty_bonus:  # optimism where the members disagree, fading out
                 left = 1.0 - (state.iteration - cfg.explore_iterations) / cfg.rl_iterations
                 reward = r_hat + cfg.uncertainty_bonus * left * spread
