@@ -31,9 +31,9 @@ def mlp_flops(sizes) -> int:
 
 def measure(length: int, capacity: int, members: int, k: int, updates: int,
             repeats: int) -> dict:
-    from rlhp.preference import RewardLearner
-    from rlhp.reward_model import RewardMLP
-    from rlhp.teachers import TEACHERS, TeacherParams
+    from rlhp.preferences.learner import RewardLearner
+    from rlhp.preferences.reward_model import RewardMLP
+    from rlhp.preferences.teachers import TEACHERS, TeacherParams
 
     obs_dim, act_dim = 11, 3   # Hopper's shapes
     learner = RewardLearner(net=RewardMLP((64, 64)), members=members, segment_length=length,

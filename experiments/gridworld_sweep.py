@@ -20,7 +20,7 @@ QUERIES = ("random", "disagreement")
 
 
 def score(result) -> list[dict]:
-    from rlhp import report
+    from rlhp.outputs import report
     rows = []
     for i, run in enumerate(result.runs):
         m = report.task_metrics(result.trainer, result.state(i))

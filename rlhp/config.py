@@ -37,8 +37,8 @@ class Dynamic:
     upfront_fraction: jnp.ndarray  # share of the budget asked before RL starts
     reward_lr: jnp.ndarray
     reward_std: jnp.ndarray
-    query: jnp.ndarray            # index into rlhp.queries.QUERIES
-    teacher: jnp.ndarray          # index into rlhp.teachers.TEACHERS
+    query: jnp.ndarray            # index into rlhp.preferences.queries.QUERIES
+    teacher: jnp.ndarray          # index into rlhp.preferences.teachers.TEACHERS
     teacher_beta: jnp.ndarray
     teacher_mistake: jnp.ndarray
     teacher_skip: jnp.ndarray
@@ -46,7 +46,7 @@ class Dynamic:
     teacher_myopia: jnp.ndarray
 
     def teacher_params(self):
-        from rlhp.teachers import TeacherParams
+        from rlhp.preferences.teachers import TeacherParams
         return TeacherParams(kind=self.teacher, beta=self.teacher_beta,
                              mistake=self.teacher_mistake, skip=self.teacher_skip,
                              equal=self.teacher_equal, myopia=self.teacher_myopia)
@@ -94,7 +94,7 @@ class Config:
     reward_uses_action: bool = True
     """r-hat(obs, action) as in the paper; False: r-hat(obs)."""
     reward_linear: bool = False
-    """r-hat = MLP + a linear term of its inputs (``rlhp.reward_model.RewardMLP.linear``)."""
+    """r-hat = MLP + a linear term of its inputs (``rlhp.preferences.reward_model.RewardMLP.linear``)."""
     segment_length: int = 0
     """L in env steps; 0: 1.5 s of task time, clipped to [15, 60]."""
     segment_capacity: int = 256
@@ -172,8 +172,8 @@ class Config:
             raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
-        from rlhp.queries import QUERIES
-        from rlhp.teachers import TEACHERS
+        from rlhp.preferences.queries import QUERIES
+        from rlhp.preferences.teachers import TEACHERS
         for name, value, choices in [("reward", self.reward, REWARDS),
                                      ("query", self.query, QUERIES),
                                      ("teacher", self.teacher, TEACHERS)]:
@@ -258,14 +258,14 @@ class Config:
         if self.queries_per_iteration:
             return self.queries_per_iteration
         rest = self.label_capacity - self.upfront_labels
-        from rlhp.queries import schedule_fraction
+        from rlhp.preferences.queries import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
         first = rest * schedule_fraction(self.batch_size, self.rl_steps, self.label_horizon, np)
         return max(2, -(-3 * rest // self.rl_iterations) + 1, int(np.ceil(2 * first)) + 1)
 
     def dynamic(self) -> Dynamic:
-        from rlhp.queries import QUERIES
-        from rlhp.teachers import TEACHERS
+        from rlhp.preferences.queries import QUERIES
+        from rlhp.preferences.teachers import TEACHERS
         values = {k: getattr(self, k) for k in DYNAMIC_FIELDS if hasattr(self, k)}
         values.update(query=QUERIES.index(self.query), teacher=TEACHERS.index(self.teacher),
                       upfront_fraction=1.0 if self.offline else self.upfront_fraction)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rlhp.config import Config, ConfigError, preset
 from rlhp.envs import EnvError, resolve_backend
-from rlhp.tracking import WANDB_MODES, finite_or_none
+from rlhp.outputs.tracking import WANDB_MODES, finite_or_none
 
 # Flags that set a config field (flag dest -> Config field); None means "not given".
 CONFIG_FLAGS = {"env": "env", "backend": "backend", "steps": "total_steps", "seed": "seed",
@@ -114,7 +114,7 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
     died before its first checkpoint). Raises ``UsageError`` before anything compiles."""
     import jax
 
-    from rlhp.checkpoint import CheckpointError, Checkpointer
+    from rlhp.outputs.checkpoint import CheckpointError, Checkpointer
     from rlhp.envs import make_env
     from rlhp.train import make_train
 
@@ -157,10 +157,10 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from rlhp import report
-    from rlhp.checkpoint import Checkpointer
+    from rlhp.outputs import report
+    from rlhp.outputs.checkpoint import Checkpointer
     from rlhp.envs import make_env
-    from rlhp.tracking import MetricsLog
+    from rlhp.outputs.tracking import MetricsLog
     from rlhp.train import evaluate, nonfinite_parts, restart_episodes
 
     t_start = time.time()
@@ -254,10 +254,10 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     }
     summary.update(report.task_metrics(trainer, state))
     write_json(run_dir / "summary.json", summary)
-    from rlhp import plots
+    from rlhp.outputs import plots
     plots.draw_run(run_dir, log.rows, trainer, state)
     if video:
-        from rlhp import video as video_lib
+        from rlhp.outputs import video as video_lib
         try:
             video_lib.record(trainer, state, run_dir / "policy.mp4")
         except video_lib.VideoUnavailable as e:

@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlhp import networks, normalize, ppo, queries, reward_model
+from rlhp import normalize
+from rlhp.agents import networks, ppo
+from rlhp.preferences import queries, reward_model
 from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
 from rlhp.explore import state_entropy_reward
-from rlhp.preference import PrefState, RewardLearner
+from rlhp.preferences.learner import PrefState, RewardLearner
 
 
 @struct.dataclass

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlhp import report
+from rlhp.outputs import report
 from rlhp.config import preset
 from rlhp.envs import make_env
 from rlhp.train import make_train

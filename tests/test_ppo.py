@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp import normalize, ppo
+from rlhp import normalize
+from rlhp.agents import ppo
 
 GAMMA, LAM = 0.9, 0.5
 

@@ -4,9 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp import comparisons, explore, preference, queries, reward_model, segments, teachers
+from rlhp import explore
+from rlhp.preferences import comparisons, queries, reward_model, segments, teachers
+from rlhp.preferences import learner as preference
 from rlhp.config import preset
-from rlhp.teachers import TEACHERS
+from rlhp.preferences.teachers import TEACHERS
 
 
 def test_bt_loss_with_random_answer_term_by_hand():

@@ -3,10 +3,10 @@ import jax
 import numpy as np
 import pytest
 
-from rlhp import report
+from rlhp.outputs import report
 from rlhp.config import preset
 from rlhp.envs import make_env
-from rlhp.networks import orthogonal
+from rlhp.agents.networks import orthogonal
 from rlhp.train import evaluate, make_train
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlhp import video
+from rlhp.outputs import video
 from rlhp.config import preset
 from rlhp.envs import make_env
 from rlhp.train import make_train

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlhp.reward_model import preference_prob
+from rlhp.preferences.reward_model import preference_prob
 
 QUERIES = ("random", "disagreement", "entropy")
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlhp import networks
+from rlhp.agents import networks
 
 
 def gae(reward, value, next_value, terminated, truncated, gamma, lam):

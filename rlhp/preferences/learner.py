@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlhp import comparisons, normalize, queries, reward_model, segments, teachers
+from rlhp import normalize
+from rlhp.preferences import comparisons, queries, reward_model, segments, teachers
 
 L2_BOUNDS = (1e-6, 10.0)
 L2_STEP = 1.25  # multiplicative step of the adaptive L2 weight

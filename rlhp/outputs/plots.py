@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rlhp import report  # noqa: E402
+from rlhp.outputs import report  # noqa: E402
 from rlhp.envs import gridworld  # noqa: E402
 
 
