@@ -43,7 +43,7 @@ def stage_functions(tr, dyn):
         "rollout (env + policy)": lambda st, ro, key: tr.rollout(st),
         "relabel (ensemble on rollout)": lambda st, ro, key: learner.relabel(
             st.pref, ro.obs, ro.action, ro.step.valid, dyn.reward_std),
-        "PPO update": lambda st, ro, key: tr.ppo_update(st, ro, ro.step.reward, dyn),
+        "PPO update": lambda st, ro, key: tr.improve(st, ro, ro.step.reward, dyn),
         "segments + queries + teacher + insert": lambda st, ro, key: learner.ask(
             observe(st.pref, ro), key, k, k, dyn.query, dyn.teacher_params()),
         "reward fit (incl. split losses)": lambda st, ro, key: learner.fit(

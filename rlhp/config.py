@@ -258,7 +258,7 @@ class Config:
         if self.queries_per_iteration:
             return self.queries_per_iteration
         rest = self.label_capacity - self.upfront_labels
-        from rlhp.preferences.queries import schedule_fraction
+        from rlhp.preferences.schedule import schedule_fraction
         # the rate is highest in the first iteration: its share of the rest, with room
         first = rest * schedule_fraction(self.batch_size, self.rl_steps, self.label_horizon, np)
         return max(2, -(-3 * rest // self.rl_iterations) + 1, int(np.ceil(2 * first)) + 1)

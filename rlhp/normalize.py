@@ -1,4 +1,5 @@
-"""Running mean and variance (Chan et al. parallel update), as a pure pytree."""
+"""Running mean and variance (Chan et al. parallel update), as a pure pytree, and reward
+scaling by the running std of the discounted return."""
 from __future__ import annotations
 
 import jax
@@ -40,3 +41,30 @@ def update(stats: RunningStats, x: jax.Array, mask: jax.Array | None = None,
 def normalize(stats: RunningStats, x: jax.Array, clip: float = 10.0) -> jax.Array:
     """``(x - mean) / std``, clipped to ``[-clip, clip]``."""
     return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+
+
+@struct.dataclass
+class ReturnScale:
+    """Reward scaling by the running std of the discounted return (per env)."""
+
+    stats: RunningStats   # [] statistics of the discounted returns seen
+    disc_return: jax.Array  # [B] running discounted return of each env's episode
+
+
+def return_scale(num_envs: int) -> ReturnScale:
+    return ReturnScale(init(), jnp.zeros(num_envs))
+
+
+def scale_by_return(scale: ReturnScale, reward, done, gamma, clip: float = 10.0):
+    """Divide ``reward [T, B]`` by the running std of the discounted return, the running
+    return restarting after each ``done [T, B]`` step; clip to ``[-clip, clip]``.
+    Returns ``(scale, scaled reward [T, B])``."""
+    def body(g, x):
+        r, d = x
+        g = g * gamma + r
+        return jnp.where(d, 0.0, g), g
+
+    disc, gs = jax.lax.scan(body, scale.disc_return, (reward, done))
+    stats = update(scale.stats, gs.reshape(-1))
+    scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+    return ReturnScale(stats, disc), scaled

@@ -153,7 +153,8 @@ def test_nonfinite_parameters_stop_the_run_after_saving(tmp_path, capsys, monkey
             calls.append(1)
             state, metrics = trainer.chunk(state, dyn)
             if len(calls) == 2:
-                state = state.replace(params=jax.tree.map(lambda x: x * jnp.nan, state.params))
+                state = state.replace(agent=state.agent.replace(
+                    params=jax.tree.map(lambda x: x * jnp.nan, state.agent.params)))
             return state, metrics
         chunk.lower = lambda *a: type("Compiled", (), {"compile": lambda self: chunk})()
         return dataclasses.replace(trainer, chunk=chunk)

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp import explore
-from rlhp.preferences import comparisons, queries, reward_model, segments, teachers
+from rlhp import rewards as explore
+from rlhp.preferences import comparisons, queries, reward_model, schedule, segments, teachers
 from rlhp.preferences import learner as preference
 from rlhp.config import preset
 from rlhp.preferences.teachers import TEACHERS
@@ -94,21 +94,21 @@ def test_candidate_pairs_are_distinct_and_in_range():
 
 
 def test_schedule_spends_exactly_the_budget():
-    due = lambda t: float(queries.labels_due(t, 1_000_000, 700.0, 0.25))
+    due = lambda t: float(schedule.labels_due(t, 1_000_000, 700.0, 0.25))
     assert due(0) == 175 and due(1_000_000) == 700
     mid = due(500_000)
     assert 175 + 525 * 0.5 < mid < 700  # front-loaded: more than half the rest by midway
     # a shorter horizon asks more of the rest early, and still exactly the budget
-    short = lambda t: float(queries.labels_due(t, 1_000_000, 700.0, 0.25, horizon=2e4))
+    short = lambda t: float(schedule.labels_due(t, 1_000_000, 700.0, 0.25, horizon=2e4))
     assert short(100_000) > due(100_000) + 100 and short(1_000_000) == 700
     # the static per-iteration maximum leaves room for the schedule's fastest iteration
     for h in (2e6, 2e4):
         cfg = preset("hopper", label_horizon=h)
-        first = queries.labels_due(cfg.batch_size, cfg.steps, 700.0, 0.25, h) - 175
+        first = schedule.labels_due(cfg.batch_size, cfg.steps, 700.0, 0.25, h) - 175
         assert cfg.labels_per_iteration >= float(first) + 1
     # float32 rounding at the last step once left the 3M-step default run one label short
     for total in (2_998_272, 999_424, 163_840, 12_345_678):
-        last = jax.jit(lambda e: queries.labels_due(e, total, jnp.float32(700), jnp.float32(0.25)))
+        last = jax.jit(lambda e: schedule.labels_due(e, total, jnp.float32(700), jnp.float32(0.25)))
         assert float(last(jnp.int32(total))) == 700
 
 

@@ -28,11 +28,10 @@ def task_metrics(trainer, state) -> dict:
     if trainer.env.spec.name != "gridworld":
         return {}
     obs = gridworld.all_cells_obs()
-    head, _, _ = trainer.network.apply(state.params, trainer.policy_obs(state, obs))
     true = jnp.asarray(gridworld.true_reward_map()).reshape(-1)
     learned = learned_cell_reward(trainer, state) if trainer.learner else true
     _, q = gridworld.value_iteration(learned)
-    return {"policy_optimal": float(gridworld.greedy_optimal_share(jnp.argmax(head, -1))),
+    return {"policy_optimal": float(gridworld.greedy_optimal_share(trainer.act(state, obs))),
             "optimal_policy": float(gridworld.greedy_optimal_share(jnp.argmax(q, -1))),
             "reward_match": float(jnp.corrcoef(true, learned)[0, 1])}
 

@@ -1,8 +1,10 @@
 """Reward learning from preferences, as pure functions over ``PrefState``.
 
 The three processes of the paper meet here: segments of the policy's behaviour are
-collected (``observe``), pairs of them are chosen and labelled by the teacher (``ask``), and
-the reward-model ensemble is fit to the database of labels (``fit``). ``relabel`` gives the
+collected (``observe``); pairs of them are chosen (``select``), answered by a teacher and
+the answers put into the database (``insert``); and the reward-model ensemble is fit to
+the database (``fit``). ``ask`` is the synthetic path, fused on device; a host-side
+teacher (a person) answers a ``Query`` between jitted chunks and calls ``insert``. ``relabel`` gives the
 policy its reward: the mean over members of each member's normalised r-hat.
 """
 from __future__ import annotations
@@ -33,6 +35,16 @@ class PrefState:
     asked: jax.Array                # [] float32 queries asked so far (skips included)
     segments_seen: jax.Array        # [] int32
     obs_stats: normalize.RunningStats  # the policy's observation statistics (r-hat inputs)
+
+
+@struct.dataclass
+class Query:
+    """Pairs of segments put to a teacher; ``[K, 2, L, ...]`` clips of ``K`` pairs."""
+
+    obs: jax.Array          # [K, 2, L, *obs_shape]
+    action: jax.Array       # [K, 2, L, ...]
+    true_reward: jax.Array  # [K, 2, L] what a synthetic teacher judges by
+    asked: jax.Array        # [K] bool: the pairs really asked (a static maximum, masked)
 
 
 @dataclass(frozen=True)
@@ -97,10 +109,11 @@ class RewardLearner:
         buf = segments.add(pref.segments, *seg)
         return pref.replace(segments=buf, segments_seen=pref.segments_seen + seg[3].sum())
 
-    def ask(self, pref: PrefState, key, k_max: int, k, scheme, teacher: teachers.TeacherParams):
-        """Ask the teacher about ``k <= k_max`` pairs (``k`` may be traced) chosen by
-        ``scheme`` among ``candidate_factor * k_max`` random candidates; insert the answers."""
-        k_pairs, k_score, k_teach, k_db = jax.random.split(key, 4)
+    def select(self, pref: PrefState, k_pairs, k_score, k_max: int, k, scheme) -> Query:
+        """Choose ``k <= k_max`` pairs (``k`` may be traced) of buffered segments: the best
+        ``k_max`` by ``scheme`` among ``candidate_factor * k_max`` random candidates, the
+        first ``k`` of them asked. ``k_pairs`` draws the candidates, ``k_score`` breaks
+        ties for the random scheme. Returns the pairs' clips as a ``Query``."""
         buf = pref.segments
         n = jnp.minimum(pref.segments_seen, self.segment_capacity)
         num_candidates = self.candidate_factor * k_max
@@ -114,11 +127,24 @@ class RewardLearner:
             sums = reward_model.segment_sums(self.net, pref.params,
                                              self.inputs(pref, buf.obs[pairs]), buf.action[pairs])
         chosen = pairs[queries.top_k(queries.scores(scheme, k_score, sums), k_max)]  # [K, 2]
-        mask = (jnp.arange(k_max) < k) & (n >= 2)
-        mu, answered = teachers.label(teacher, k_teach, buf.true_reward[chosen])
-        db = comparisons.add(pref.db, k_db, buf.obs[chosen], buf.action[chosen], mu,
-                             mask & answered)
-        return pref.replace(db=db, asked=pref.asked + mask.sum())
+        return Query(obs=buf.obs[chosen], action=buf.action[chosen],
+                     true_reward=buf.true_reward[chosen],
+                     asked=(jnp.arange(k_max) < k) & (n >= 2))
+
+    def insert(self, pref: PrefState, key, query: Query, mu, answered) -> PrefState:
+        """Put the answers ``mu [K]`` (1: first better, 0: second, 0.5: equal) to ``query``
+        into the database: the pairs asked and ``answered [K]`` ("can't tell" is not);
+        every pair asked counts against the budget."""
+        db = comparisons.add(pref.db, key, query.obs, query.action, mu, query.asked & answered)
+        return pref.replace(db=db, asked=pref.asked + query.asked.sum())
+
+    def ask(self, pref: PrefState, key, k_max: int, k, scheme, teacher: teachers.TeacherParams):
+        """The synthetic path, fused on device: ``select`` pairs, a synthetic teacher
+        answers them from their true rewards, ``insert`` the answers."""
+        k_pairs, k_score, k_teach, k_db = jax.random.split(key, 4)
+        query = self.select(pref, k_pairs, k_score, k_max, k, scheme)
+        mu, answered = teachers.label(teacher, k_teach, query.true_reward)
+        return self.insert(pref, k_db, query, mu, answered)
 
     def member_sums(self, params, obs, action):
         """Each member's segment sums on its own pairs: obs ``[M, N, 2, L, ...]`` ->
@@ -157,6 +183,20 @@ class RewardLearner:
         (params, opt_state), _ = jax.lax.scan(step, (pref.params, pref.opt_state),
                                               jax.random.split(k_steps, num_updates))
         return self.adapt_l2(pref.replace(params=params, opt_state=opt_state), k_split)
+
+    def fit_in_rounds(self, pref: PrefState, key, num_updates: int, rounds: int, lr):
+        """Reward pretraining: ``num_updates`` fit steps in ``rounds`` equal rounds
+        (``num_updates // rounds`` each), the L2 weight adapting after each round as it does
+        between RL iterations. Returns ``pref``."""
+        rounds = max(1, min(rounds, num_updates))
+
+        def fit_round(pref, k):
+            pref, _ = self.fit(pref, k, num_updates // rounds, lr)
+            return pref, None
+
+        if rounds == 1:
+            return fit_round(pref, key)[0]
+        return jax.lax.scan(fit_round, pref, jax.random.split(key, rounds))[0]
 
     def split_losses(self, pref: PrefState, key):
         """Per-member mean loss on its training labels and on its held-out labels, and

@@ -1,4 +1,4 @@
-"""Query selection: which pairs of segments to ask the teacher about, and when.
+"""Query selection: which pairs of segments to ask the teacher about.
 
 ``select`` samples ``num_candidates`` random pairs of distinct segments, scores them and
 keeps the ``k`` best. Schemes: ``random`` (uniform scores), ``disagreement`` (variance over
@@ -38,24 +38,3 @@ def scores(scheme, key, sums):
 def top_k(score, k: int):
     """Indices ``[k]`` of the highest scores."""
     return jax.lax.top_k(score, k)[1]
-
-
-def schedule_fraction(env_steps, total_steps, horizon, xp=jnp):
-    """Share of the labels after the up-front ones that are due by env step ``env_steps``:
-    the integral of a rate proportional to ``horizon / (T + horizon)``, 1 at ``total_steps``.
-    ``xp=numpy`` computes it on the host (static shapes are derived from it under a trace)."""
-    return xp.log1p(env_steps / horizon) / xp.log1p(total_steps / horizon)
-
-
-def labels_due(env_steps, total_steps, budget, upfront_fraction, horizon=2e6):
-    """Cumulative labels the schedule has asked for after ``env_steps`` steps of RL.
-
-    ``upfront_fraction`` of the budget comes before RL starts; the rest arrives at a rate
-    proportional to ``horizon / (T + horizon)`` (the paper's MuJoCo schedule), normalised
-    so that exactly ``budget`` labels are asked by ``total_steps``.
-    """
-    upfront = jnp.round(upfront_fraction * budget)
-    frac = schedule_fraction(env_steps, total_steps, horizon)
-    due = jnp.floor(upfront + (budget - upfront) * jnp.minimum(frac, 1.0) + 1e-6)
-    # at the last step float32 rounding can leave frac just under 1: the budget is the budget
-    return jnp.where(env_steps >= total_steps, budget, due)
