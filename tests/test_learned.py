@@ -37,7 +37,7 @@ def test_learner_never_reads_the_true_reward(labelled_step):
     other = make_train(cfg, dataclasses.replace(env, step=step_scaled))
     sb, mb = jax.jit(other.train_step)(state, dyn)
     assert float(ma["labels"]) == float(mb["labels"]) == 40.0
-    jax.tree.map(np.testing.assert_array_equal, sa.params, sb.params)
+    jax.tree.map(np.testing.assert_array_equal, sa.agent.params, sb.agent.params)
     jax.tree.map(np.testing.assert_array_equal, sa.pref.params, sb.pref.params)
     # the change did reach the env: the true returns it reports differ
     assert not np.allclose(ma["true_return"], mb["true_return"], equal_nan=True)
@@ -52,7 +52,7 @@ def test_uncertainty_bonus_changes_the_policy_update_only(labelled_step):
     jax.tree.map(np.testing.assert_array_equal, sa.pref.params, sb.pref.params)
     # measured: 0.12 with the bonus; 1e-7 (rounding) if it were computed but not added
     moved = max(float(np.abs(x - y).max())
-                for x, y in zip(jax.tree.leaves(sa.params), jax.tree.leaves(sb.params)))
+                for x, y in zip(jax.tree.leaves(sa.agent.params), jax.tree.leaves(sb.agent.params)))
     assert moved > 1e-3, moved
     assert "reward_spread" not in ma and float(mb["reward_spread"]) > 0
 

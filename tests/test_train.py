@@ -48,7 +48,7 @@ def test_vmap_over_seeds_matches_one_by_one(gridworld_runs):
     for i in range(len(keys)):
         one, _ = single(keys[i], short.dynamic())
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5),
-                     batched.params, one.params)
+                     batched.agent.params, one.agent.params)
 
 
 def test_vmap_over_seeds_brax():
@@ -61,9 +61,9 @@ def test_vmap_over_seeds_brax():
     for i in range(len(keys)):
         one, _ = single(keys[i], cfg.dynamic())
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5),
-                     batched.params, one.params)
-    assert not np.allclose(batched.params["params"]["MLP_0"]["Dense_0"]["kernel"][0],
-                           batched.params["params"]["MLP_0"]["Dense_0"]["kernel"][1])
+                     batched.agent.params, one.agent.params)
+    assert not np.allclose(batched.agent.params["params"]["MLP_0"]["Dense_0"]["kernel"][0],
+                           batched.agent.params["params"]["MLP_0"]["Dense_0"]["kernel"][1])
 
 
 def test_envpool_inverted_pendulum_learns():
