@@ -7,7 +7,7 @@ import pytest
 from rlhp import explore
 from rlhp.preferences import comparisons, queries, reward_model, segments, teachers
 from rlhp.preferences import learner as preference
-from rlhp.config import preset
+from rlhp.presets import preset
 from rlhp.preferences.teachers import TEACHERS
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rlhp import sweep
-from rlhp.config import ConfigError, preset
+from rlhp.config import ConfigError
+from rlhp.presets import preset
 
 TINY = dict(total_steps=4096, num_envs=16, pretrain_updates=5, iterations_per_chunk=1)
 
@@ -47,7 +48,7 @@ def test_envpool_cannot_be_swept():
 
 
 def test_sweep_shards_over_devices():
-    code = ("from rlhp import sweep; from rlhp.config import preset; import jax;"
+    code = ("from rlhp import sweep; from rlhp.presets import preset; import jax;"
             f"r = sweep.sweep(preset('gridworld', **{TINY!r}), [0, 1]);"
             "print(len(jax.devices()), len(r.states.iteration.sharding.device_set),"
             " r.metrics['labels'][:, -1].tolist())")
