@@ -295,9 +295,8 @@ def derive(cfg: "Config") -> Sizes:
         raise ConfigError(f"explore_steps={cfg.explore_steps}: must lie in [0, total_steps) "
                           f"and leave at least one iteration of RL", "explore_steps")
     rl = n - explore
-    chunk = min(cfg.iterations_per_chunk, rl)
-    while rl % chunk:
-        chunk -= 1
+    chunk = max(q for d in range(1, math.isqrt(rl) + 1) if rl % d == 0 for q in (d, rl // d)
+                if q <= cfg.iterations_per_chunk)  # the largest divisor of rl up to it
     capacity = cfg.max_labels or cfg.labels
     if cfg.offline:
         upfront = capacity
