@@ -213,6 +213,10 @@ def check_memory(cfg: Config, spec, available: int | None = None) -> None:
         parts[db], per_item[db] = cfg.label_capacity * 2 * L * step, 2 * L * step
         parts["segment_capacity"] = cfg.segment_capacity * L * step
         per_item["segment_capacity"] = L * step
+        # candidate pairs of one query round: indices and every member's two sums
+        per_item["candidate_factor"] = max(cfg.upfront_labels, cfg.labels_per_iteration) * 8 * (
+            2 + cfg.ensemble_size)
+        parts["candidate_factor"] = cfg.candidate_factor * per_item["candidate_factor"]
     total, budget = sum(parts.values()), available // 2
     if total > budget:
         field = max(parts, key=parts.get)
@@ -220,7 +224,8 @@ def check_memory(cfg: Config, spec, available: int | None = None) -> None:
         if field == "num_envs":
             most //= cfg.rollout_length
         raise ConfigError(
-            f"{field}={getattr(cfg, field)}: the rollout, segments and comparison database "
+            f"{field}={getattr(cfg, field)}: the rollout, segments, query candidates and "
+            f"comparison database "
             f"would take {total / 2**30:,.1f} GiB, over half this machine's "
             f"{available / 2**30:,.1f} GiB; here {field} can be at most {most:,}", field)
 

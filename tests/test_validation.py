@@ -62,6 +62,8 @@ BAD = [  # (arguments, what the one line must contain)
     (["--env=hopper", "--set", "segment_capacity=16000000"], "segment_capacity=16000000"),
     (["--env=hopper", "--labels", "16000000", "--set", "max_labels=16000000"],
      "max_labels=16000000"),
+    (["--env=hopper", "--labels", "1000000", "--set", "candidate_factor=65536"],
+     "candidate_factor=65536"),
     # network sizes: tuples of positive ints
     ([G, "--set", "hidden=(0,)"], "hidden=(0,)"),
     ([G, "--set", "hidden=64"], "hidden=64"),
