@@ -147,7 +147,7 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
         opts = {k: v for k, v in given.items() if k != "env"}
         cfg = preset(given.get("env", "hopper"), **opts).override(args.set)
         if cfg.reward != "learned":  # whether --reward or --set reward= said so
-            assigned = {a.partition("=")[0]: cfg for a in args.set}
+            assigned = {a.partition("=")[0] for a in args.set}
             extra = [f"{FLAG_OF[f]} {given[f]}" if f in given else f"{f}={getattr(cfg, f)!r}"
                      for f in LEARNED_ONLY if f in given or f in assigned]
             if extra:
