@@ -23,7 +23,7 @@ COLUMNS = ["factor", "num_envs", "ensemble_size", "sweep_width", "hidden", "trai
 
 def measure(num_envs: int, members: int, width: int, repeats: int, tiny: bool,
             hidden: int = 64) -> dict:
-    from rlhp.config import preset
+    from rlhp.presets import preset
     from rlhp.envs import make_env
     from rlhp.train import make_train
 

@@ -54,7 +54,7 @@ def stage_functions(tr, dyn):
 
 
 def measure(env_name: str, width: int, repeats: int, tiny: bool) -> list[dict]:
-    from rlhp.config import preset
+    from rlhp.presets import preset
     from rlhp.envs import make_env
     from rlhp.train import make_train
 

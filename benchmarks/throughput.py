@@ -42,7 +42,7 @@ def random_rollout(env, steps: int):
 
 
 def measure(task: str, repeats: int, tiny: bool) -> dict:
-    from rlhp.config import preset
+    from rlhp.presets import preset
     from rlhp.envs import make_env
     from rlhp.train import make_train
 

@@ -91,7 +91,7 @@ def main(argv=None):
     p.add_argument("--labels", default="25,50,100,200")
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
     args = p.parse_args(argv)
-    from rlhp.config import preset
+    from rlhp.presets import preset
     from rlhp.sweep import sweep
 
     budgets = [int(b) for b in args.labels.split(",")]

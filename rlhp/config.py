@@ -1,274 +1,356 @@
-"""Run configuration: one frozen dataclass, split into static and dynamic fields.
+"""Run configuration: one flat frozen ``Config`` composed of sections.
 
+Each field is declared once, in its section (``EnvConfig``, ``AgentConfig``, ...), with its
+metadata: its one-line meaning, its allowed range or choices, and whether it is dynamic.
 Static fields define a compilation (shapes, counts, env, network sizes). Dynamic fields
-(learning rates, coefficients, later label budgets and teacher parameters) travel into the
-jitted program as arrays (``Config.dynamic()``), so ``vmap`` can sweep them without
-recompiling. Derived sizes are computed and checked once, in ``__post_init__``.
+(learning rates, coefficients, label budgets, teacher parameters) travel into the jitted
+program as float32 arrays (``Config.dynamic()``, a ``Dynamic`` pytree generated from the
+metadata), so ``vmap`` can sweep them without recompiling.
+
+``Config.__post_init__`` checks every field against its metadata (one loop), then the
+cross-field rules, and computes the derived sizes once (``derive``); a config that cannot
+run raises ``ConfigError`` with one line naming the field, its value and what is allowed.
+Presets live in ``rlhp.presets``; CLI flags in ``rlhp.run``.
 """
-from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
+import numbers
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-
-FLAGS = {"total_steps": "steps"}  # config field -> CLI flag, where they differ
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line for the user."""
-
-
-@struct.dataclass
-class Dynamic:
-    """The array-valued (vmappable) part of a config; every field is a float32 scalar."""
-
-    learning_rate: jnp.ndarray
-    gamma: jnp.ndarray
-    gae_lambda: jnp.ndarray
-    clip_eps: jnp.ndarray
-    ent_coef: jnp.ndarray
-    vf_coef: jnp.ndarray
-    max_grad_norm: jnp.ndarray
-    labels: jnp.ndarray           # label budget (queries asked, skips included)
-    upfront_fraction: jnp.ndarray  # share of the budget asked before RL starts
-    reward_lr: jnp.ndarray
-    reward_std: jnp.ndarray
-    query: jnp.ndarray            # index into rlhp.preferences.queries.QUERIES
-    teacher: jnp.ndarray          # index into rlhp.preferences.teachers.TEACHERS
-    teacher_beta: jnp.ndarray
-    teacher_mistake: jnp.ndarray
-    teacher_skip: jnp.ndarray
-    teacher_equal: jnp.ndarray
-    teacher_myopia: jnp.ndarray
-
-    def teacher_params(self):
-        from rlhp.preferences.teachers import TeacherParams
-        return TeacherParams(kind=self.teacher, beta=self.teacher_beta,
-                             mistake=self.teacher_mistake, skip=self.teacher_skip,
-                             equal=self.teacher_equal, myopia=self.teacher_myopia)
-
-
-DYNAMIC_FIELDS = tuple(f.name for f in dataclasses.fields(Dynamic))
+INT32_MAX = 2**31 - 1
+"""Step counters, seeds (envpool's are int32) and the like."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+EXACT_F32 = 2**24
+"""Counts that travel as float32 (label budgets) are exact up to here."""
 REWARDS = ("learned", "true", "teacher")
 """What the policy learns from: r-hat fit to the teacher's labels; the task's standard
 reward in its standard episodes (the baseline); or the teacher's own reward in the
 preference episodes (the ceiling a learned reward can reach there)."""
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line for the user. ``field``:
+    the config field at fault, when there is one."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def setting(default, meaning: str, *, low=None, high=None, open_low: bool = False,
+            choices=None, dynamic: bool = False):
+    """A config field with its metadata: ``meaning`` (one line); the allowed range
+    ``[low, high]`` (``(low, high]`` with ``open_low``; for tuples, of each entry) or
+    ``choices`` (a tuple, or ``"module:NAME"`` read when first needed); ``dynamic``: an
+    array inside the jitted program (vmappable by sweeps)."""
+    return dataclasses.field(default=default, metadata=dict(
+        meaning=meaning, low=low, high=high, open_low=open_low, choices=choices,
+        dynamic=dynamic))
+
+
+def positive(default, meaning, high=FLOAT32_MAX, **kw):
+    """A float in ``(0, high]``."""
+    return setting(default, meaning, low=0.0, high=high, open_low=True, **kw)
+
+
+def probability(default, meaning, **kw):
+    return setting(default, meaning, low=0.0, high=1.0, **kw)
+
+
+SECTIONS: dict[str, type] = {}
+
+
+def section(name: str):
+    """Declare a frozen dataclass of fields as config section ``name``."""
+    def wrap(cls):
+        cls = dataclass(frozen=True)(cls)
+        SECTIONS[name] = cls
+        return cls
+    return wrap
+
+
+@section("run")
+class RunConfig:
+    seed: int = setting(0, "random seed (PRNG key; envpool seeds its pools with it)",
+                        low=0, high=INT32_MAX)
+    reward: str = setting("learned", "what the policy learns from: r-hat fit to the teacher's "
+                          "labels, the task's reward (baseline), or the teacher's own reward",
+                          choices=REWARDS)
+    total_steps: int = setting(1_000_000, "env steps over all envs; rounded down to whole "
+                               "iterations", low=1, high=INT32_MAX)
+    iterations_per_chunk: int = setting(
+        1, "most iterations per jitted call of the host loop (logging happens between "
+        "calls); the run uses the largest count up to this that divides the iterations",
+        low=1, high=INT32_MAX)
+
+
+@section("env")
+class EnvConfig:
+    env: str = setting("hopper", "task name", choices="rlhp.envs:ENV_NAMES")
+    backend: str = setting("auto", "backend that runs the task (auto: the fastest here)",
+                           choices=("auto", "gridworld", "brax", "envpool"))
+    num_envs: int = setting(16, "B: parallel envs", low=1, high=2**16)
+    rollout_length: int = setting(128, "T: env steps per env per iteration", low=1, high=2**16)
+    eval_episodes: int = setting(16, "episodes of the final policy's evaluation on the "
+                                 "standard task", low=1, high=2**16)
+    down_steps: int = setting(
+        25, "preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before "
+        "it restarts inside the episode (0: never; rlhp.envs.envpool_env.DOWN_STEPS)",
+        low=0, high=INT32_MAX)
+    fall_penalty: float = setting(
+        10.0, "preference episodes (envpool MuJoCo): what each unhealthy step costs in the "
+        "teacher's reward, on top of the withheld healthy bonus", low=0.0, high=FLOAT32_MAX)
+
+
+@section("agent")
+class AgentConfig:
+    update_epochs: int = setting(10, "PPO epochs per iteration", low=1, high=2**16)
+    num_minibatches: int = setting(32, "PPO minibatches per epoch (must divide "
+                                   "num_envs x rollout_length)", low=1, high=INT32_MAX)
+    hidden: tuple = setting((64, 64), "hidden layer sizes of the actor-critic MLP",
+                            low=1, high=2**16)
+    normalize_obs: bool = setting(True, "normalise the policy's observations by running "
+                                  "statistics")
+    scale_reward: bool = setting(True, "divide the learner's reward by the running std of "
+                                 "its discounted return")
+    anneal_lr: bool = setting(True, "anneal the policy's learning rate linearly to 0")
+    learning_rate: float = positive(3e-4, "Adam step size of the policy", dynamic=True)
+    gamma: float = probability(0.99, "discount", dynamic=True)
+    gae_lambda: float = probability(0.95, "GAE lambda", dynamic=True)
+    clip_eps: float = positive(0.2, "PPO ratio clip range", dynamic=True)
+    ent_coef: float = setting(0.0, "entropy bonus coefficient", low=0.0, high=FLOAT32_MAX,
+                              dynamic=True)
+    vf_coef: float = setting(0.5, "value loss coefficient", low=0.0, high=FLOAT32_MAX,
+                             dynamic=True)
+    max_grad_norm: float = positive(0.5, "global gradient norm clip", dynamic=True)
+    uncertainty_bonus: float = setting(
+        0.0, "beta_0 of a RUNE-style bonus (Liang et al. 2022): reward r-hat + beta_t x the "
+        "members' std, beta_t falling linearly to 0 over RL (0: r-hat alone, as the paper)",
+        low=0.0, high=FLOAT32_MAX)
+
+
+@section("reward_model")
+class RewardModelConfig:
+    ensemble_size: int = setting(3, "members of the r-hat ensemble", low=1, high=1024)
+    reward_hidden: tuple = setting((64, 64), "hidden layer sizes of each r-hat member",
+                                   low=1, high=2**16)
+    reward_uses_action: bool = setting(True, "r-hat(obs, action) as in the paper; False: "
+                                       "r-hat(obs)")
+    reward_linear: bool = setting(False, "r-hat = MLP + a linear term of its inputs")
+    reward_batch: int = setting(64, "comparisons per reward-model minibatch", low=1,
+                                high=2**20)
+    reward_updates: int = setting(8, "reward-model minibatch steps per iteration", low=0,
+                                  high=2**20)
+    reward_l2_max: float = positive(
+        10.0, "upper bound of the adaptive L2 weight (on each member's mean squared "
+        "parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)")
+    reward_l2_init: float = positive(1e-4, "starting value of the adaptive L2 weight")
+    reward_stats_window: int = setting(
+        0, "iterations of transitions r-hat's per-member normalisation statistics follow "
+        "(0: every transition since the start)", low=0, high=2**20)
+    reward_lr: float = positive(1e-3, "Adam step size of the reward model", dynamic=True)
+    reward_std: float = positive(1.0, "std r-hat is normalised to", dynamic=True)
+    pretrain_updates: int = setting(500, "reward-model updates on the up-front labels before "
+                                    "RL starts", low=0, high=2**24)
+    pretrain_rounds: int = setting(
+        1, "rounds the pretraining updates run in, the adaptive L2 weight adjusting after "
+        "each (1: one adjustment, after all of them)", low=1, high=2**24)
+
+
+@section("queries")
+class QueryConfig:
+    labels: int = setting(700, "label budget (queries asked, skips included)", low=1,
+                          high=EXACT_F32, dynamic=True)
+    upfront_fraction: float = probability(0.25, "share of the budget asked from the initial "
+                                          "policy before RL starts (1.0 offline)", dynamic=True)
+    query: str = setting("disagreement", "how pairs are picked among the candidates",
+                         choices="rlhp.preferences.queries:QUERIES", dynamic=True)
+    offline: bool = setting(False, "ask every label from the initial policy, then freeze the "
+                            "reward model (ablation)")
+    segment_length: int = setting(0, "L in env steps; 0: 1.5 s of task time, clipped to "
+                                  "[15, 60]", low=0, high=2**16)
+    segment_capacity: int = setting(256, "segments kept to pair up for queries", low=1,
+                                    high=EXACT_F32)
+    max_labels: int = setting(0, "capacity of the comparison database (0: the label budget); "
+                              "bounds swept budgets", low=0, high=EXACT_F32)
+    queries_per_iteration: int = setting(0, "static maximum of labels asked per iteration "
+                                         "(0: derived from the schedule)", low=0,
+                                         high=EXACT_F32)
+    label_horizon: float = setting(
+        2e6, "H of the label schedule: after the up-front labels the rate is proportional to "
+        "H / (T + H) at env step T (the paper's MuJoCo H: 2e6)", low=1.0, high=1e12)
+    candidate_factor: int = setting(10, "candidate pairs scored per label asked", low=1,
+                                    high=2**16)
+    prefill_iterations: int = setting(4, "rollouts of the initial policy collected before "
+                                      "the up-front labels", low=0, high=2**16)
+    explore_steps: int = setting(
+        0, "env steps (whole iterations, counted in total_steps) of state-entropy "
+        "exploration before the up-front labels (0: none)", low=0, high=INT32_MAX)
+
+
+@section("teacher")
+class TeacherConfig:
+    teacher: str = setting("oracle", "the synthetic teacher that answers queries",
+                           choices="rlhp.preferences.teachers:TEACHERS", dynamic=True)
+    teacher_beta: float = setting(1.0, "rationality of the Boltzmann (noisy) teacher",
+                                  low=0.0, high=FLOAT32_MAX, dynamic=True)
+    teacher_mistake: float = probability(0.1, "probability the mistake teacher flips a label",
+                                         dynamic=True)
+    teacher_skip: float = setting(0.1, "skip margin of the skip teacher, relative to the mean "
+                                  "|segment return|", low=0.0, high=FLOAT32_MAX, dynamic=True)
+    teacher_equal: float = setting(0.1, "equal margin of the equal teacher, relative to the "
+                                   "mean |segment return|", low=0.0, high=FLOAT32_MAX,
+                                   dynamic=True)
+    teacher_myopia: float = probability(0.9, "discount of the myopic teacher over a segment, "
+                                        "back from its last step", dynamic=True)
+
+
+def choices_of(f: dataclasses.Field) -> tuple | None:
+    """The allowed values of field ``f`` (None: any in its range)."""
+    choices = f.metadata.get("choices")
+    if isinstance(choices, str):
+        module, _, name = choices.partition(":")
+        choices = tuple(getattr(importlib.import_module(module), name))
+    return choices
+
+
+def allowed(f: dataclasses.Field) -> str:
+    """What field ``f`` takes, in words: ``an int in [1, 2147483647]``, ``one of: a, b``."""
+    m = f.metadata
+    choices = choices_of(f)
+    if choices is not None:
+        return f"one of: {', '.join(map(str, choices))}"
+    if f.type is bool:
+        return "a bool (True or False)"
+    num = lambda x: f"{x:g}" if isinstance(x, float) else str(x)
+    span = f"{'(' if m['open_low'] else '['}{num(m['low'])}, {num(m['high'])}]"
+    if f.type is tuple:
+        return f"a tuple of ints in {span}"
+    return f"{'an int' if f.type is int else 'a float'} in {span}"
+
+
+def check_field(f: dataclasses.Field, value) -> None:
+    """Raise ``ConfigError`` unless ``value`` is of ``f``'s type and in its range."""
+    m = f.metadata
+    is_int = lambda x: isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+
+    def in_range(x):
+        if m["open_low"] and not x > m["low"]:
+            return False
+        return (m["low"] is None or x >= m["low"]) and (m["high"] is None or x <= m["high"])
+
+    choices = choices_of(f)
+    if choices is not None:
+        ok = isinstance(value, str) and value in choices
+    elif f.type is bool:
+        ok = isinstance(value, (bool, np.bool_))
+    elif f.type is int:
+        ok = is_int(value) and in_range(value)
+    elif f.type is float:
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+              and math.isfinite(value) and in_range(value))
+    elif f.type is tuple:
+        ok = isinstance(value, tuple) and all(is_int(x) and in_range(x) for x in value)
+    else:
+        raise TypeError(f"config field {f.name} has no validation for {f.type!r}")
+    if not ok:
+        raise ConfigError(f"{f.name}={value!r}: expected {allowed(f)}", f.name)
+
+
 @dataclass(frozen=True)
-class Config:
-    # --- static: what the program is ---
-    env: str = "hopper"
-    backend: str = "auto"
-    num_envs: int = 16
-    rollout_length: int = 128
-    """T: env steps per env per iteration."""
-    total_steps: int = 1_000_000
-    """Env steps over all envs; rounded down to whole iterations."""
-    update_epochs: int = 10
-    num_minibatches: int = 32
-    hidden: tuple = (64, 64)
-    normalize_obs: bool = True
-    scale_reward: bool = True
-    """Divide the learner's reward by the running std of its discounted return."""
-    anneal_lr: bool = True
-    iterations_per_chunk: int = 1
-    """Most iterations per jitted call of the host loop (logging happens between calls);
-    the run uses the largest count up to this that divides the number of iterations."""
-    eval_episodes: int = 16
-    down_steps: int = 25
-    """Preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before it
-    restarts inside the episode (``rlhp.envs.envpool_env.DOWN_STEPS``; 0: never)."""
-    fall_penalty: float = 10.0
-    """Preference episodes (envpool MuJoCo): what each unhealthy step costs in the teacher's
-    reward, on top of the withheld healthy bonus (``rlhp.envs.envpool_env.FALL_PENALTY``)."""
-    # reward learning (static)
-    offline: bool = False
-    """Ask every label from the initial policy, then freeze the reward model (ablation)."""
-    ensemble_size: int = 3
-    reward_hidden: tuple = (64, 64)
-    reward_uses_action: bool = True
-    """r-hat(obs, action) as in the paper; False: r-hat(obs)."""
-    reward_linear: bool = False
-    """r-hat = MLP + a linear term of its inputs (``rlhp.preferences.reward_model.RewardMLP.linear``)."""
-    segment_length: int = 0
-    """L in env steps; 0: 1.5 s of task time, clipped to [15, 60]."""
-    segment_capacity: int = 256
-    max_labels: int = 0
-    """Capacity of the comparison database (0: the label budget); bounds swept budgets."""
-    queries_per_iteration: int = 0
-    """Static maximum of labels asked per iteration (0: derived from the schedule)."""
-    label_horizon: float = 2e6
-    """H of the label schedule: after the up-front labels, the rate is proportional to
-    H / (T + H) at env step T (the paper's MuJoCo H: 2e6)."""
-    candidate_factor: int = 10
-    reward_batch: int = 64
-    reward_updates: int = 8
-    """Reward-model minibatch steps per iteration."""
-    reward_l2_max: float = 10.0
-    """Upper bound of the adaptive L2 weight (a weight on each member's mean squared
-    parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)."""
-    reward_l2_init: float = 1e-4
-    """Starting value of the adaptive L2 weight."""
-    uncertainty_bonus: float = 0.0
-    """beta_0 of a RUNE-style exploration bonus (Liang et al. 2022): the policy's reward is
-    r-hat + beta_t * (the members' std about r-hat), beta_t falling linearly from beta_0 at
-    the first RL iteration to 0 at the end (0: r-hat alone, as the paper, and the members'
-    spread is not computed)."""
-    reward_stats_window: int = 0
-    """Iterations of transitions that r-hat's per-member normalisation statistics follow
-    (older ones are forgotten); 0: every transition since the start."""
-    pretrain_updates: int = 500
-    pretrain_rounds: int = 1
-    """The pretraining updates run in this many rounds, the adaptive L2 weight adjusting
-    after each (1: one adjustment, after all of them)."""
-    prefill_iterations: int = 4
-    """Rollouts of the initial policy collected before the up-front labels."""
-    explore_steps: int = 0
-    """Env steps (whole iterations, counted in ``total_steps``) at the start of the run in
-    which the policy maximises a state-entropy reward (``rlhp.explore``) before the
-    up-front labels are asked; the label schedule starts when they end (0: none)."""
-    # --- dynamic: arrays inside the program ---
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    labels: int = 700
-    upfront_fraction: float = 0.25
-    """Share of the budget asked from the initial policy before RL starts (1.0 offline)."""
-    reward_lr: float = 1e-3
-    reward_std: float = 1.0
-    query: str = "disagreement"
-    teacher: str = "oracle"
-    teacher_beta: float = 1.0
-    teacher_mistake: float = 0.1
-    teacher_skip: float = 0.1
-    teacher_equal: float = 0.1
-    teacher_myopia: float = 0.9
-    # --- run identity ---
-    seed: int = 0
-    reward: str = "learned"
+class Sizes:
+    """Sizes derived from a config (``derive``), read through ``Config``'s properties."""
+
+    batch_size: int           # env steps per iteration: num_envs x rollout_length
+    minibatch_size: int
+    num_iterations: int
+    explore_iterations: int   # iterations of unsupervised exploration, before the labels
+    rl_iterations: int        # after exploration: the host loop's and the label schedule's
+    rl_steps: int             # env steps after exploration: the schedule's span
+    chunk_iterations: int     # largest divisor of rl_iterations <= iterations_per_chunk
+    steps: int                # env steps actually run: whole iterations
+    label_capacity: int       # the comparison database: max_labels or the budget
+    upfront_labels: int       # static maximum of the labels asked before RL starts
+    labels_per_iteration: int  # static maximum K asked in one iteration (a mask picks k)
+
+
+def derive(cfg: "Config") -> Sizes:
+    """Every derived size, once; raises ``ConfigError`` for sizes that cannot run."""
+    batch = cfg.num_envs * cfg.rollout_length
+    if batch % cfg.num_minibatches:
+        raise ConfigError(f"num_minibatches={cfg.num_minibatches}: must divide num_envs x "
+                          f"rollout_length = {batch}", "num_minibatches")
+    n = cfg.total_steps // batch
+    if n < 1:
+        raise ConfigError(f"total_steps={cfg.total_steps} is less than one iteration "
+                          f"({batch} env steps = num_envs x rollout_length)", "total_steps")
+    explore = cfg.explore_steps // batch
+    if explore >= n:
+        raise ConfigError(f"explore_steps={cfg.explore_steps}: must lie in [0, total_steps) "
+                          f"and leave at least one iteration of RL", "explore_steps")
+    rl = n - explore
+    chunk = max(q for d in range(1, math.isqrt(rl) + 1) if rl % d == 0 for q in (d, rl // d)
+                if q <= cfg.iterations_per_chunk)  # the largest divisor of rl up to it
+    capacity = cfg.max_labels or cfg.labels
+    if cfg.offline:
+        upfront = capacity
+    else:
+        upfront = int(np.ceil(cfg.upfront_fraction * capacity))
+    if cfg.queries_per_iteration:
+        per_iteration = cfg.queries_per_iteration
+    else:
+        from rlhp.preferences.schedule import schedule_fraction
+        rest = capacity - upfront
+        # the rate is highest in the first iteration: its share of the rest, with room
+        first = rest * schedule_fraction(batch, rl * batch, cfg.label_horizon, np)
+        per_iteration = max(2, -(-3 * rest // rl) + 1, int(np.ceil(2 * first)) + 1)
+    return Sizes(batch_size=batch, minibatch_size=batch // cfg.num_minibatches,
+                 num_iterations=n, explore_iterations=explore, rl_iterations=rl,
+                 rl_steps=rl * batch, chunk_iterations=chunk, steps=n * batch,
+                 label_capacity=capacity, upfront_labels=upfront,
+                 labels_per_iteration=per_iteration)
+
+
+# Field order (config.json, --list-settings): run, env, agent, reward model, queries, teacher
+# (a dataclass collects its bases' fields from the last base to the first).
+@dataclass(frozen=True)
+class Config(TeacherConfig, QueryConfig, RewardModelConfig, AgentConfig, EnvConfig, RunConfig):
+    """Every setting of a run, flat (``cfg.learning_rate``); see the sections for each."""
 
     def __post_init__(self):
-        for name in ("num_envs", "rollout_length", "total_steps", "update_epochs",
-                     "num_minibatches", "iterations_per_chunk", "eval_episodes"):
-            if getattr(self, name) <= 0:
-                flag = FLAGS.get(name, name.replace("_", "-"))
-                raise ConfigError(f"--{flag} must be positive, got {getattr(self, name)}")
-        if self.batch_size % self.num_minibatches:
-            raise ConfigError(f"num_envs*rollout_length = {self.batch_size} is not divisible by "
-                              f"num_minibatches = {self.num_minibatches}")
-        if self.num_iterations < 1:
-            raise ConfigError(f"--steps {self.total_steps} is less than one iteration "
-                              f"({self.batch_size} env steps = num_envs x rollout_length)")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
-        from rlhp.preferences.queries import QUERIES
-        from rlhp.preferences.teachers import TEACHERS
-        for name, value, choices in [("reward", self.reward, REWARDS),
-                                     ("query", self.query, QUERIES),
-                                     ("teacher", self.teacher, TEACHERS)]:
-            if value not in choices:
-                raise ConfigError(f"unknown --{name} {value!r}; choose from: {', '.join(choices)}")
-        if self.explore_steps < 0 or self.explore_iterations >= self.num_iterations:
-            raise ConfigError(f"explore_steps={self.explore_steps} must lie in [0, --steps) "
-                              f"and leave at least one iteration of RL")
-        if self.label_horizon <= 0:
-            raise ConfigError(f"label_horizon must be positive, got {self.label_horizon}")
-        if self.uncertainty_bonus < 0:
-            raise ConfigError(f"uncertainty_bonus must be >= 0, got {self.uncertainty_bonus}")
-        if self.labels <= 0:
-            raise ConfigError(f"--labels must be positive, got {self.labels}")
-        if self.max_labels and self.labels > self.max_labels:
-            raise ConfigError(f"--labels {self.labels} exceeds the database capacity "
-                              f"max_labels={self.max_labels}")
+        for f in dataclasses.fields(self):
+            check_field(f, getattr(self, f.name))
+        if self.labels > self.max_labels > 0:
+            raise ConfigError(f"labels={self.labels} exceeds the database capacity "
+                              f"max_labels={self.max_labels}", "labels")
         if self.offline and self.reward != "learned":
-            raise ConfigError("--offline needs --reward=learned")
-        if self.segment_length < 0 or self.segment_length > self.rollout_length:
-            raise ConfigError(f"segment length {self.segment_length} must lie in "
-                              f"[1, rollout length {self.rollout_length}]")
+            raise ConfigError(f"offline=True needs reward='learned', got {self.reward!r}",
+                              "offline")
+        if self.segment_length > self.rollout_length:
+            raise ConfigError(f"segment_length={self.segment_length}: must lie in [0, "
+                              f"rollout_length={self.rollout_length}]", "segment_length")
+        object.__setattr__(self, "_sizes", derive(self))
 
     @property
     def preference_episodes(self) -> bool:
         """Whether the run trains in the paper's fixed-horizon preference episodes."""
         return self.reward != "true"
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_length
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // self.batch_size
-
-    @property
-    def explore_iterations(self) -> int:
-        """Iterations of unsupervised exploration, run before the up-front labels."""
-        return self.explore_steps // self.batch_size
-
-    @property
-    def rl_iterations(self) -> int:
-        """Iterations after exploration: the host loop's and the label schedule's."""
-        return self.num_iterations - self.explore_iterations
-
-    @property
-    def rl_steps(self) -> int:
-        """Env steps after exploration: the span the label schedule spreads the budget over."""
-        return self.rl_iterations * self.batch_size
-
-    @property
-    def chunk_iterations(self) -> int:
-        """Iterations per jitted chunk: the largest divisor of ``rl_iterations`` that is at
-        most ``iterations_per_chunk``, so whole chunks cover the run exactly."""
-        n = self.rl_iterations
-        return max(d for d in range(1, min(self.iterations_per_chunk, n) + 1) if n % d == 0)
-
-    @property
-    def steps(self) -> int:
-        """Env steps actually run: whole iterations."""
-        return self.num_iterations * self.batch_size
-
-    @property
-    def label_capacity(self) -> int:
-        return self.max_labels or self.labels
-
-    @property
-    def upfront_labels(self) -> int:
-        """Static maximum of the labels asked before RL starts."""
+    def dynamic(self) -> "Dynamic":
+        values = {}
+        for f in dataclasses.fields(self):
+            if f.metadata["dynamic"]:
+                value = getattr(self, f.name)
+                choices = choices_of(f)
+                values[f.name] = choices.index(value) if choices else value
         if self.offline:
-            return self.label_capacity
-        return int(np.ceil(self.upfront_fraction * self.label_capacity))
-
-    @property
-    def labels_per_iteration(self) -> int:
-        """Static maximum K of labels asked in one iteration (a mask picks the k due)."""
-        if self.queries_per_iteration:
-            return self.queries_per_iteration
-        rest = self.label_capacity - self.upfront_labels
-        from rlhp.preferences.schedule import schedule_fraction
-        # the rate is highest in the first iteration: its share of the rest, with room
-        first = rest * schedule_fraction(self.batch_size, self.rl_steps, self.label_horizon, np)
-        return max(2, -(-3 * rest // self.rl_iterations) + 1, int(np.ceil(2 * first)) + 1)
-
-    def dynamic(self) -> Dynamic:
-        from rlhp.preferences.queries import QUERIES
-        from rlhp.preferences.teachers import TEACHERS
-        values = {k: getattr(self, k) for k in DYNAMIC_FIELDS if hasattr(self, k)}
-        values.update(query=QUERIES.index(self.query), teacher=TEACHERS.index(self.teacher),
-                      upfront_fraction=1.0 if self.offline else self.upfront_fraction)
+            values["upfront_fraction"] = 1.0
         return Dynamic(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
     def replace(self, **kw) -> "Config":
@@ -279,83 +361,55 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        """Inverse of ``to_dict`` (JSON lists back to tuples); raises ``ConfigError``."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
+        """Inverse of ``to_dict`` (JSON lists back to tuples; fields a run predates take
+        their defaults); raises ``ConfigError``."""
+        unknown = sorted(set(d) - set(FIELDS))
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def override(self, assignments: list[str]) -> "Config":
-        """Apply ``key=value`` strings (values parsed as Python literals, else strings)."""
+        """Apply ``FIELD=VALUE`` strings (values parsed as Python literals, else strings)."""
         import ast
-        fields = {f.name for f in dataclasses.fields(self)}
         kw = {}
         for item in assignments:
             key, sep, text = item.partition("=")
-            if not sep or key not in fields:
-                raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of the "
+            if not sep or key not in FIELDS:
+                raise ConfigError(f"{item!r}: expected FIELD=VALUE with FIELD one of the "
                                   f"Config fields (e.g. reward_updates=16)")
             try:
                 value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
                 value = text
-            default = getattr(self, key)
-            want = (int, float) if type(default) in (int, float) else type(default)
-            if isinstance(value, list):
-                value = tuple(value)
-            if not isinstance(value, want) or (isinstance(value, bool) and want != bool):
-                raise ConfigError(f"--set {item!r}: {key} takes a {type(default).__name__}")
-            kw[key] = value
+            kw[key] = tuple(value) if isinstance(value, list) else value
         return self.replace(**kw)
 
 
-# Per-family defaults that learn (the CLI and tests start from these).
-PRESETS = {
-    "gridworld": dict(num_envs=64, rollout_length=16, total_steps=163_840, update_epochs=4,
-                      num_minibatches=4, learning_rate=5e-3, gamma=0.9, ent_coef=0.01,
-                      normalize_obs=False, scale_reward=False, iterations_per_chunk=10,
-                      labels=200, reward_uses_action=False, segment_length=4, segment_capacity=512, reward_batch=32,
-                      reward_updates=16, pretrain_updates=200, prefill_iterations=1),
-    "mujoco": dict(),
-}
+def _size_property(name: str) -> property:
+    return property(lambda self: getattr(self._sizes, name),
+                    doc=f"``derive(cfg).{name}``, computed once.")
 
 
-# Per-family defaults of runs in preference episodes (a learned reward, or the teacher's own
-# reward as its ceiling), on top of PRESETS (the --reward=true baseline keeps PRESETS
-# alone). MuJoCo:
-# - the paper's discounting for its MuJoCo tasks (gamma 0.995, lambda 0.97);
-# - r-hat on observations only: the teacher's reward has no control cost, so it is a
-#   function of the states it watches, and an r-hat that reads the action hands PPO a
-#   per-step lever (actions r-hat happens to like) that does not move the body;
-# - an adaptive L2 weight free to rise to 1,000 (with the old ceiling of 10 it sat at the
-#   ceiling from ~150k steps on, validation loss 3-4x training loss), adapting during
-#   pretraining too (62 rounds of 8 updates, as between iterations);
-# - 16 reward-model updates per iteration and 5 PPO epochs;
-# - the label schedule's H at 1e5, not the paper's 2e6: with 2e6 a 1M-step run asks at a
-#   nearly flat rate (238 labels by 100k steps), while r-hat fit to the random policy's
-#   clips is still uncorrelated with the teacher; with 1e5, 327 by 100k and 416 by 200k.
-# Hopper, 1M steps, standard return: 74 / 117 / 94 (seeds 0-2) before the L2 ceiling and
-# the update counts; with them (and H = 2e6) 2,027 / 168 / 2,566 / 1,009 / 179 (seeds 0-4)
-# while r-hat's dense layers ran on the batched clip shape, and 97 / 319 / 1,028 / 293
-# (seeds 0-3) since they run on 2-D rows (another rounding, other paths), and 1,017 / 1,011 /
-# 1,023 / 1,050 on seeds 4-7: mean 730 over seeds 0-7. With H = 1e5: 2,947 / 2,928 / 831 /
-# 1,000 / 155 / 1,446 / 1,021 / 1,475, mean 1,475; on seeds 4-7 alone, run after H was
-# chosen, 1,024 against 1,026 (experiments/results/hopper*/seeds.md). The true reward:
-# 3,300 / 3,508 / 2,943 / 2,730 / 3,124 / 2,764 / 3,236 / 3,467, mean 3,134.
-PREFERENCE_PRESETS = {
-    "gridworld": dict(),
-    "mujoco": dict(gamma=0.995, gae_lambda=0.97, reward_uses_action=False,
-                   reward_l2_max=1000.0, pretrain_rounds=62, reward_updates=16,
-                   update_epochs=5, label_horizon=1e5),
-}
+for _name in (f.name for f in dataclasses.fields(Sizes)):
+    setattr(Config, _name, _size_property(_name))
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+SECTION_OF: dict[str, str] = {f.name: name for name, cls in SECTIONS.items()
+                              for f in dataclasses.fields(cls)}
 
 
-def preset(env: str, **overrides) -> Config:
-    """The default config for ``env`` with ``overrides`` applied (None values ignored)."""
-    family = "gridworld" if env == "gridworld" else "mujoco"
-    kw = {k: v for k, v in overrides.items() if v is not None}
-    base = dict(PRESETS[family])
-    if kw.get("reward", Config.reward) != "true":
-        base.update(PREFERENCE_PRESETS[family])
-    return Config(env=env, **{**base, **kw})
+def _teacher_params(self):
+    from rlhp.preferences.teachers import TeacherParams
+    return TeacherParams(kind=self.teacher, beta=self.teacher_beta,
+                         mistake=self.teacher_mistake, skip=self.teacher_skip,
+                         equal=self.teacher_equal, myopia=self.teacher_myopia)
+
+
+Dynamic = struct.dataclass(type("Dynamic", (), {
+    "__module__": __name__,
+    "__doc__": "The array-valued (vmappable) part of a config: one float32 scalar per dynamic "
+               "field (``query`` and ``teacher`` as indices into their choices).",
+    "__annotations__": {name: jnp.ndarray for name, f in FIELDS.items() if f.metadata["dynamic"]},
+    "teacher_params": _teacher_params,
+}))
+DYNAMIC_FIELDS = tuple(f.name for f in dataclasses.fields(Dynamic))

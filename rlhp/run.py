@@ -17,14 +17,20 @@ import time
 import warnings
 from pathlib import Path
 
-from rlhp.config import Config, ConfigError, preset
+from rlhp.config import FIELDS, SECTION_OF, Config, ConfigError, allowed
 from rlhp.envs import EnvError, resolve_backend
 from rlhp.outputs.tracking import WANDB_MODES, finite_or_none
+from rlhp.presets import preset
 
 # Flags that set a config field (flag dest -> Config field); None means "not given".
 CONFIG_FLAGS = {"env": "env", "backend": "backend", "steps": "total_steps", "seed": "seed",
                 "reward": "reward", "labels": "labels", "teacher": "teacher", "query": "query",
                 "offline": "offline", "num_envs": "num_envs"}
+FLAG_OF = {field: "--" + dest.replace("_", "-") for dest, field in CONFIG_FLAGS.items()}
+# Fields only a learned reward reads: setting one in a run without r-hat is an error.
+LEARNED_ONLY = tuple(name for name, sec in SECTION_OF.items()
+                     if sec in ("reward_model", "queries", "teacher"))
+EVAL_SEED_OFFSET = 10_000  # the evaluation pool's seed: seed + this
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
 
 
@@ -36,23 +42,52 @@ class NonFiniteError(Exception):
     """The policy or reward model became NaN/Inf; reported as one line and exit status 3."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one-line ``UsageError``s (exit status 2)."""
+
+    def error(self, message):
+        raise UsageError(message.splitlines()[0] if message else "bad arguments")
+
+
+def env_seed(seed: int, offset: int = 0) -> int:
+    """The seed of an envpool pool ``offset`` after the run's: wraps within envpool's int32
+    seeds (the same as ``seed + offset`` for every seed where that fits)."""
+    return (seed + offset) % 2**31
+
+
+def field_int(field: str):
+    """An argparse ``type`` for an int flag of config ``field`` (its error says the range)."""
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{field}={text!r}: expected {allowed(FIELDS[field])}") from None
+    return parse
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhp.run", description=__doc__.splitlines()[0])
+    """The command line; raises ``UsageError`` (one line) on bad syntax."""
+    p = Parser(prog="python -m rlhp.run", description=__doc__.splitlines()[0])
     p.add_argument("--env", help="task name: hopper (default), gridworld, halfcheetah, ...")
     p.add_argument("--backend", help="auto (default), gridworld, brax or envpool")
-    p.add_argument("--steps", type=int, help="total env steps (default: preset)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--steps", type=field_int("total_steps"), help="total env steps (default: preset)")
+    p.add_argument("--seed", type=field_int("seed"), help="random seed (default 0)")
     p.add_argument("--reward", help="learned (from the teacher's preferences, default), true "
                    "(the task's reward and episodes) or teacher (the teacher's own reward in "
                    "the preference episodes)")
-    p.add_argument("--labels", type=int, help="label budget (default: preset)")
+    p.add_argument("--labels", type=field_int("labels"), help="label budget (default: preset)")
     p.add_argument("--teacher", help="oracle (default), noisy, mistake, skip, equal, myopic")
     p.add_argument("--query", help="disagreement (default), random or entropy")
     p.add_argument("--offline", action="store_true", default=None,
                    help="ask every label from the initial policy, then freeze the reward model")
-    p.add_argument("--num-envs", type=int, help="parallel envs B (default: preset)")
+    p.add_argument("--num-envs", type=field_int("num_envs"), help="parallel envs B (default: preset)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other Config field, e.g. --set reward_updates=16 (repeatable)")
+                   help="any other Config field, e.g. --set reward_updates=16 (repeatable; "
+                   "--list-settings shows every field, its default and allowed values)")
+    p.add_argument("--list-settings", action="store_true",
+                   help="print every config field (section, default, allowed values, meaning)"
+                   " and exit")
     p.add_argument("--run-dir", help="where results go (default: runs/ENV-REWARD-sSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its latest checkpoint")
@@ -63,6 +98,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def list_settings() -> str:
+    """Every config field: name, section, default, allowed values, meaning (one a line)."""
+    rows = [("field", "section", "default", "allowed", "meaning")]
+    rows += [(name, SECTION_OF[name], repr(f.default), allowed(f) + (" (dynamic)" if
+              f.metadata["dynamic"] else ""), f.metadata["meaning"]) for name, f in FIELDS.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4]
+                     for r in rows)
+
+
+def usage_error(e: ConfigError, flags: dict) -> UsageError:
+    """``e`` as a ``UsageError``, naming the flag too when the user set the field by one."""
+    field = getattr(e, "field", None)
+    if field in flags:
+        return UsageError(f"{FLAG_OF[field]}: {e}")
+    return UsageError(str(e))
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Raise ``UsageError`` unless ``run_dir`` is (or can become) a writable directory;
+    leaves nothing behind."""
+    import tempfile
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run-dir {run_dir} is not a directory")
+    parent = run_dir.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--run-dir {run_dir}: {parent} is not a directory")
+    try:  # os.access says yes to root even where nothing can be made (/proc, read-only mounts)
+        os.rmdir(tempfile.mkdtemp(prefix=".rlhp-probe-", dir=parent))
+    except OSError as e:
+        raise UsageError(f"--run-dir {run_dir} is not writable: "
+                         f"{e.strerror or type(e).__name__} in {parent}") from None
+
+
 def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
     """Check the arguments and build the config (the saved one with ``--resume``); raises
     ``UsageError`` with one line. Touches nothing on disk."""
@@ -71,18 +142,25 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
     try:
         if args.wandb not in WANDB_MODES:
             raise ConfigError(f"unknown --wandb {args.wandb!r}; choose from: {', '.join(WANDB_MODES)}")
-        if args.checkpoint_every < 0:
-            raise ConfigError("--checkpoint-every must be >= 0 seconds")
-        if given.get("reward", "learned") != "learned":
-            extra = [f"--{f}" for f in ("labels", "teacher", "query") if f in given]
-            if extra:
-                raise ConfigError(f"{', '.join(extra)} need --reward=learned")
+        if not 0 <= args.checkpoint_every < float("inf"):
+            raise ConfigError(f"--checkpoint-every={args.checkpoint_every}: must be >= 0 seconds")
         opts = {k: v for k, v in given.items() if k != "env"}
         cfg = preset(given.get("env", "hopper"), **opts).override(args.set)
+        if cfg.reward != "learned":  # whether --reward or --set reward= said so
+            assigned = {a.partition("=")[0] for a in args.set}
+            extra = [f"{FLAG_OF[f]} {given[f]}" if f in given else f"{f}={getattr(cfg, f)!r}"
+                     for f in LEARNED_ONLY if f in given or f in assigned]
+            if extra:
+                raise ConfigError(f"{', '.join(extra)}: only a learned reward uses "
+                                  f"{'it' if len(extra) == 1 else 'them'}; this run has "
+                                  f"reward={cfg.reward!r} (needs reward=learned)", "reward")
         resolve_backend(cfg.env, cfg.backend)
-    except (ConfigError, EnvError) as e:
+    except ConfigError as e:
+        raise usage_error(e, given) from None
+    except EnvError as e:
         raise UsageError(str(e)) from None
     run_dir = Path(args.run_dir or f"runs/{cfg.env}-{cfg.reward}-s{cfg.seed}")
+    check_run_dir(run_dir)
     if not args.resume:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise UsageError(f"run directory {run_dir} already exists; pick another --run-dir "
@@ -91,9 +169,13 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
     path = run_dir / "config.json"
     if not path.exists():
         raise UsageError(f"--resume: no run to continue in {run_dir} (no config.json)")
+    if not path.is_file():
+        raise UsageError(f"--resume: {path} is not a file")
+    if (run_dir / "checkpoints").exists() and not (run_dir / "checkpoints").is_dir():
+        raise UsageError(f"--resume: {run_dir / 'checkpoints'} is not a directory")
     try:
         saved = Config.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError) as e:  # JSONDecodeError and ConfigError are ValueErrors
+    except (ValueError, TypeError, OSError) as e:  # JSONDecodeError, ConfigError: ValueErrors
         raise UsageError(f"--resume: {path} is corrupt: {str(e).splitlines()[0]}") from None
     for field in list(given) + [a.partition("=")[0] for a in args.set]:
         if getattr(saved, field) != getattr(cfg, field):
@@ -109,9 +191,49 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg: Config, spec, available: int | None = None) -> None:
+    """Raise ``ConfigError`` (naming the largest buffer's field) unless the rollout, the
+    segment buffer and the comparison database fit in half of ``available`` bytes (default:
+    this machine's memory). Needs the env's spec: the segment length and observation size."""
+    from math import prod
+
+    from rlhp.train import segment_length
+    available = memory_bytes() if available is None else available
+    L = segment_length(cfg, spec.dt)
+    step = 4 * (prod(spec.obs_shape) + max(1, prod(spec.action_shape)) + 1)  # float32/int32
+    parts = {"num_envs": cfg.batch_size * (step + 4 * 8)}  # the rollout and its statistics
+    per_item = {"num_envs": step + 4 * 8}
+    if cfg.reward == "learned":
+        db = "max_labels" if cfg.max_labels else "labels"
+        parts[db], per_item[db] = cfg.label_capacity * 2 * L * step, 2 * L * step
+        parts["segment_capacity"] = cfg.segment_capacity * L * step
+        per_item["segment_capacity"] = L * step
+        # candidate pairs of one query round: indices and every member's two sums
+        per_item["candidate_factor"] = max(cfg.upfront_labels, cfg.labels_per_iteration) * 8 * (
+            2 + cfg.ensemble_size)
+        parts["candidate_factor"] = cfg.candidate_factor * per_item["candidate_factor"]
+    total, budget = sum(parts.values()), available // 2
+    if total > budget:
+        field = max(parts, key=parts.get)
+        most = max(0, (budget - total + parts[field]) // per_item[field])
+        if field == "num_envs":
+            most //= cfg.rollout_length
+        raise ConfigError(
+            f"{field}={getattr(cfg, field)}: the rollout, segments, query candidates and "
+            f"comparison database "
+            f"would take {total / 2**30:,.1f} GiB, over half this machine's "
+            f"{available / 2**30:,.1f} GiB; here {field} can be at most {most:,}", field)
+
+
 def prepare(cfg: Config, run_dir: Path, resume: bool):
     """Env, trainer and, with ``resume``, the restored ``(state, meta)`` (None if the run
-    died before its first checkpoint). Raises ``UsageError`` before anything compiles."""
+    died before its first checkpoint). Builds the env and traces the program (init and one
+    step), so every error it finds is a ``UsageError`` raised before anything is written."""
     import jax
 
     from rlhp.outputs.checkpoint import CheckpointError, Checkpointer
@@ -120,17 +242,20 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
 
     ckpt = Checkpointer(run_dir) if resume else None
     start = ckpt.latest() if ckpt else None
-    # envpool's pools live outside JAX: a resumed run re-seeds them (episodes restart).
-    env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=cfg.seed + (start or 0),
-                   preference_episodes=cfg.preference_episodes, down_steps=cfg.down_steps,
-                   fall_penalty=cfg.fall_penalty)
     try:
+        # envpool's pools live outside JAX: a resumed run re-seeds them (episodes restart).
+        env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=env_seed(cfg.seed, start or 0),
+                       preference_episodes=cfg.preference_episodes, down_steps=cfg.down_steps,
+                       fall_penalty=cfg.fall_penalty)
+        check_memory(cfg, env.spec)
         trainer = make_train(cfg, env)
-    except ConfigError as e:
+        dyn = cfg.dynamic()
+        abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed), dyn)
+        jax.eval_shape(trainer.train_step, abstract, dyn)
+    except (ConfigError, EnvError) as e:
         raise UsageError(str(e)) from None
     restored = None
     if start is not None:
-        abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed), cfg.dynamic())
         try:
             restored = ckpt.restore(abstract, start)
         except CheckpointError as e:
@@ -233,7 +358,8 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     train_seconds = meta["train_seconds"]
     last = log.rows[-1]
 
-    eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 10_000)
+    eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes,
+                        seed=env_seed(cfg.seed, EVAL_SEED_OFFSET))
     returns, _ = jax.jit(lambda s, k: evaluate(trainer, eval_env, s, k))(
         state, jax.random.PRNGKey(cfg.seed + 1))
     returns = np.asarray(returns)
@@ -270,8 +396,11 @@ def main(argv=None) -> int:
     # wandb's service and ffmpeg start as subprocesses (fork + exec, which is safe with
     # JAX's threads); Python warns about any fork in a threaded process.
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
+        if args.list_settings:
+            print(list_settings())
+            return 0
         cfg, run_dir = build_config(args)
         summary = train_and_report(cfg, run_dir, resume=args.resume, wandb_mode=args.wandb,
                                    checkpoint_every=args.checkpoint_every,

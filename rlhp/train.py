@@ -101,7 +101,8 @@ def segment_length(cfg: Config, dt: float) -> int:
 def make_learner(cfg: Config, spec) -> RewardLearner:
     L = segment_length(cfg, spec.dt)
     if L > cfg.rollout_length:
-        raise ConfigError(f"segment length {L} exceeds the rollout length {cfg.rollout_length}")
+        raise ConfigError(f"segment_length={cfg.segment_length} (L={L} steps): must be at most "
+                          f"rollout_length={cfg.rollout_length}", "segment_length")
     return RewardLearner(
         net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions,
                                    cfg.reward_uses_action, cfg.reward_linear),

@@ -7,7 +7,7 @@ import pytest
 from rlhp import rewards as explore
 from rlhp.preferences import comparisons, queries, reward_model, schedule, segments, teachers
 from rlhp.preferences import learner as preference
-from rlhp.config import preset
+from rlhp.presets import preset
 from rlhp.preferences.teachers import TEACHERS
 
 

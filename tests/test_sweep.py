@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rlhp import sweep
-from rlhp.config import ConfigError, preset
+from rlhp.config import ConfigError
+from rlhp.presets import preset
 
 TINY = dict(total_steps=4096, num_envs=16, pretrain_updates=5, iterations_per_chunk=1)
 
@@ -26,7 +27,7 @@ def test_grid_crosses_seeds_and_axes():
 @pytest.mark.parametrize("axes,message", [
     (dict(num_envs=[1, 2]), "cannot sweep 'num_envs'"),
     (dict(labels=[]), "axis 'labels' is empty"),
-    (dict(query=["nope"]), "unknown --query"),
+    (dict(query=["nope"]), "query='nope'"),
 ])
 def test_grid_rejects_what_cannot_be_swept(axes, message):
     with pytest.raises(ConfigError, match=message):
@@ -47,7 +48,7 @@ def test_envpool_cannot_be_swept():
 
 
 def test_sweep_shards_over_devices():
-    code = ("from rlhp import sweep; from rlhp.config import preset; import jax;"
+    code = ("from rlhp import sweep; from rlhp.presets import preset; import jax;"
             f"r = sweep.sweep(preset('gridworld', **{TINY!r}), [0, 1]);"
             "print(len(jax.devices()), len(r.states.iteration.sharding.device_set),"
             " r.metrics['labels'][:, -1].tolist())")

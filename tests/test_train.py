@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rlhp.outputs import report
-from rlhp.config import preset
+from rlhp.presets import preset
 from rlhp.envs import make_env
 from rlhp.agents.networks import orthogonal
 from rlhp.train import evaluate, make_train

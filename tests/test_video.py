@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rlhp.outputs import video
-from rlhp.config import preset
+from rlhp.presets import preset
 from rlhp.envs import make_env
 from rlhp.train import make_train
 
