@@ -19,15 +19,15 @@ NEIGHBOURS = 5  # k of the k-nearest-neighbour distance (PEBBLE's)
 
 
 def learned_reward(learner, pref, obs, action, valid, reward_std, bonus: float = 0.0,
-                   bonus_left=1.0):
+                   bonus_left=1.0, frozen: bool = False):
     """r-hat for a rollout ``obs [T, B, ...]``, ``valid [T, B]`` (updating the members'
-    normalisation statistics); with ``bonus > 0`` the policy's reward is r-hat plus
+    normalisation statistics unless ``frozen``); with ``bonus > 0`` the policy's reward is r-hat plus
     ``bonus * bonus_left`` times the members' std about r-hat on each step.
     Returns ``(pref, reward [T, B], r_hat [T, B], spread [T, B])``.
 
     With ``bonus == 0`` the spread is returned but not used: unread, XLA drops it; read,
     it is fused with the mean and changes r-hat's last bits (and so the run it seeds)."""
-    pref, r_hat, spread = learner.relabel(pref, obs, action, valid, reward_std)
+    pref, r_hat, spread = learner.relabel(pref, obs, action, valid, reward_std, not frozen)
     reward = r_hat + bonus * bonus_left * spread if bonus else r_hat
     return pref, reward, r_hat, spread
 

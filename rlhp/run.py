@@ -292,6 +292,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     trainer, ckpt, restored = prepare(cfg, run_dir, resume)
     dyn, key = cfg.dynamic(), jax.random.PRNGKey(cfg.seed)
     compile_seconds = 0.0
+    check = jax.jit(nonfinite_parts)
     if restored:
         state, meta = restored
         if not trainer.env.spec.vmappable:
@@ -305,6 +306,12 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         compile_seconds += time.time() - t0
         t0 = time.time()
         state = jax.block_until_ready(init(key, dyn))  # any exploration, reward pretraining
+        bad = [name for name, ok in jax.device_get(check(state)).items() if not ok]
+        if bad:  # nothing good to save yet
+            raise NonFiniteError(
+                f"non-finite {' and '.join(bad)} parameters after "
+                f"{'exploration and ' if cfg.explore_iterations else ''}reward pretraining, "
+                f"before any checkpoint; {run_dir} holds only its config.json")
         meta = {"iteration": cfg.explore_iterations, "train_seconds": time.time() - t0,
                 "wandb_id": secrets.token_hex(4)}
         ckpt = ckpt or Checkpointer(run_dir)
@@ -316,7 +323,6 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         t0 = time.time()
         chunk = trainer.chunk.lower(state, dyn).compile()
         compile_seconds += time.time() - t0
-    check = jax.jit(nonfinite_parts)
     returns = [r["true_return"] for r in log.rows if r.get("true_return") is not None]
     last_return = returns[-1] if returns else float("nan")
     t_train, last_save = time.time(), time.time()

@@ -173,6 +173,14 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     else:
         scale = lambda rs, reward, done, gamma: (rs, reward)
 
+    # Offline, r-hat is frozen after pretraining: its input normalisation and the members'
+    # output statistics too, so the reward the policy sees is one fixed function.
+    if cfg.offline:
+        freeze, inputs_of = learner.freeze, (lambda state: state.pref)
+    else:
+        freeze = lambda pref, reward_std: pref
+        inputs_of = lambda state: state.pref.replace(obs_stats=state.obs_stats)
+
     def init(key: jax.Array, dyn: Dynamic) -> TrainState:
         k_env, k_net, k_rm, key = jax.random.split(key, 4)
         env_state = env.reset(k_env)
@@ -240,14 +248,14 @@ def make_train(cfg: Config, env: Env) -> Trainer:
                            dyn.teacher_params())
         pref = learner.fit_in_rounds(pref, k_fit, cfg.pretrain_updates, cfg.pretrain_rounds,
                                      dyn.reward_lr)
-        return state.replace(pref=pref, key=key)
+        return state.replace(pref=freeze(pref, dyn.reward_std), key=key)
 
     # What the policy learns from (chosen once): r-hat, or the env's reward.
     def learned(state: TrainState, ro: Rollout, dyn: Dynamic):
         left = 1.0 - (state.iteration - cfg.explore_iterations) / cfg.rl_iterations
         pref, reward, r_hat, spread = rewards.learned_reward(
-            learner, state.pref.replace(obs_stats=state.obs_stats), ro.obs, ro.action,
-            ro.step.valid, dyn.reward_std, cfg.uncertainty_bonus, left)
+            learner, inputs_of(state), ro.obs, ro.action, ro.step.valid, dyn.reward_std,
+            cfg.uncertainty_bonus, left, frozen=cfg.offline)
         return state.replace(pref=pref), reward, (r_hat, spread)
 
     def env_reward(state: TrainState, ro: Rollout, dyn: Dynamic):

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -19,6 +20,33 @@ def test_module_exit_status_is_2():
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
 
 
+def best_constant_policy(seed: int) -> tuple[float, float]:
+    """What a policy that always takes one action scores on gridworld, the best such
+    action taken: ``(evaluation return, policy_optimal)``. The return comes from
+    ``rlhp.train.evaluate`` on the run's own evaluation episodes (16 envs, key seed + 1, as
+    ``rlhp.run`` evaluates). Seed 3: always-up is best, 4.03 (stay 2.44, right 3.16, down
+    -0.92, left -1.88); up is also optimal in the most cells (it ties in many), 12 of 25."""
+    import types
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rlhp.envs import gridworld, make_env
+    from rlhp.train import evaluate
+
+    env = make_env("gridworld", "auto", 16, seed=seed + 10_000)
+
+    def score(action):
+        policy = types.SimpleNamespace(
+            act=lambda state, obs: jnp.full(obs.shape[:1], action, jnp.int32))
+        return evaluate(policy, env, None, jax.random.PRNGKey(seed + 1))[0].mean()
+
+    returns = jax.jit(jax.vmap(score))(jnp.arange(gridworld.NUM_ACTIONS))
+    optimal = np.asarray(gridworld.optimal_actions(gridworld.true_reward_map()))
+    return float(returns.max()), float(optimal.mean(0).max())
+
+
 def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--reward=true", "--steps=10240", "--seed=3",
@@ -33,10 +61,30 @@ def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
     assert summary["env"] == "gridworld" and summary["seed"] == 3
     assert summary["steps"] == 10240 and summary["eval_episodes"] == 16
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 10240 // (64 * 16)
-    assert rows[-1]["env_steps"] == 10240
-    # 10 iterations of PPO already beat the uniform random policy's return (about 0.7)
-    assert summary["true_return_mean"] > 4
+    batch = 64 * 16
+    assert [r["iteration"] for r in rows] == list(range(1, 11))
+    assert [r["env_steps"] for r in rows] == [batch * i for i in range(1, 11)]
+    # Every env starts an episode at step 1; an episode is 12 steps and one reset step, so
+    # episodes end at env step 12 + 13 k: in iteration i (steps 16 (i - 1) + 1 .. 16 i) all
+    # 64 envs end 1 or 2 episodes, 12 each over the run. Counting reset steps, or unfinished
+    # episodes, or missing the last step of one, breaks these numbers.
+    ends = [12 + 13 * k for k in range(20)]
+    want = [64 * sum(16 * (i - 1) < e <= 16 * i for e in ends) for i in range(1, 11)]
+    assert [r["episodes"] for r in rows] == want and sum(want) == 64 * 12
+    # a finished episode is 12 rewards of cells worth -1.5 .. 1
+    assert all(-18 <= r["true_return"] <= 12 for r in rows), rows
+    # the policy starts near uniform (entropy log 5) and sharpens; KL estimates are >= 0
+    assert rows[0]["entropy"] == pytest.approx(math.log(5), abs=0.02)
+    assert rows[-1]["entropy"] < rows[0]["entropy"] - 0.5
+    assert all(r["approx_kl"] >= 0 for r in rows)
+    # 10 iterations of PPO: the training return climbs from the near-uniform policy's, and
+    # the greedy policy beats the best policy that always takes one action by a margin
+    # (measured: 9.45 and optimal in 24 of 25 cells, against 4.03 and 12 of 25)
+    assert rows[-1]["true_return"] > rows[0]["true_return"] + 5
+    const_return, const_optimal = best_constant_policy(3)
+    assert summary["true_return_mean"] > const_return + 3, (summary, const_return)
+    assert summary["policy_optimal"] > const_optimal + 0.3, (summary, const_optimal)
+    assert summary["optimal_policy"] == 1.0 and summary["reward_match"] == pytest.approx(1.0)
 
 
 def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
@@ -63,9 +111,16 @@ def test_tiny_learned_run_reports_labels(tmp_path):
     assert [r["iteration"] for r in rows] == list(range(4, 11))
     assert rows[0]["labels"] < 30 and rows[-1]["labels"] == 30
     assert summary["teacher"] == "mistake" and summary["query"] == "entropy"
-    assert 0 <= summary["reward_val_accuracy"] <= 1
-    assert -1 <= summary["reward_true_corr"] <= 1
-    assert -1 <= summary["reward_match"] <= 1
+    labels = [r["labels"] for r in rows]
+    assert labels == sorted(labels)
+    # the mistake teacher answers every query (wrongly at times): each one is in the database
+    assert [r["comparisons"] for r in rows] == labels
+    assert [r["env_steps"] for r in rows] == [1024 * i for i in range(4, 11)]
+    # r-hat from 30 labels (10% flipped) already tracks the true reward (measured: 0.61 on
+    # the last rollout, 0.37 over cells, accuracy 0.58); a sign error would score below 0
+    assert 0.5 <= summary["reward_val_accuracy"] <= 1
+    assert 0.3 < summary["reward_true_corr"] <= 1
+    assert 0 < summary["reward_match"] <= 1
 
 
 def test_teacher_reward_trains_on_the_preference_episodes_without_a_reward_model(tmp_path):

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,12 +38,141 @@ def test_gae_matches_hand_computation(jit):
     np.testing.assert_allclose(target, expected + np.asarray(args[1]), rtol=1e-6)
 
 
-def test_gae_batches_independently():
+def numpy_gae(reward, value, next_value, terminated, truncated, gamma, lam):
+    """GAE one column at a time, by the textbook recursion (the reference)."""
+    reward, value, next_value = (np.asarray(x, np.float64) for x in (reward, value, next_value))
+    terminated, truncated = np.asarray(terminated), np.asarray(truncated)
+    T, B = reward.shape
+    adv = np.zeros((T, B))
+    for b in range(B):
+        running = 0.0
+        for t in reversed(range(T)):
+            bootstrap = 0.0 if terminated[t, b] else gamma * next_value[t, b]
+            if terminated[t, b] or truncated[t, b]:
+                running = 0.0  # the episode ended here: nothing later flows back
+            running = reward[t, b] + bootstrap - value[t, b] + gamma * lam * running
+            adv[t, b] = running
+    return adv
+
+
+def test_numpy_gae_reference_matches_hand_computation():
     args, expected = hand_gae()
-    two = [jnp.concatenate([a, a[::-1] * 0 + a], axis=1) for a in args]
-    adv, _ = ppo.gae(*two, GAMMA, LAM)
+    np.testing.assert_allclose(numpy_gae(*args, GAMMA, LAM), expected, rtol=1e-12)
+
+
+def test_gae_batches_independently():
+    """Three columns with different rewards, values and episode ends: the batched call
+    gives each column what it gets alone (and what the reference recursion gives)."""
+    args, expected = hand_gae()
+    rng = np.random.default_rng(0)
+    T = expected.shape[0]
+    others = [rng.normal(size=(T, 2)).astype(np.float32) for _ in range(3)]
+    flags = [np.array([[False, True], [True, False], [False, False], [False, False]]),
+             np.array([[True, False], [False, False], [False, True], [False, False]])]
+    three = [jnp.concatenate([a, jnp.asarray(b)], axis=1) for a, b in zip(args, others + flags)]
+    adv, target = ppo.gae(*three, GAMMA, LAM)
+    chex.assert_shape([adv, target], (T, 3))
     np.testing.assert_allclose(adv[:, :1], expected, rtol=1e-6)
-    np.testing.assert_allclose(adv[:, 1:], expected, rtol=1e-6)
+    np.testing.assert_allclose(adv, numpy_gae(*three, GAMMA, LAM), rtol=1e-5, atol=1e-6)
+    for b in range(3):
+        alone, _ = ppo.gae(*[x[:, b:b + 1] for x in three], GAMMA, LAM)
+        chex.assert_trees_all_close(adv[:, b:b + 1], alone, rtol=1e-6)
+    assert not np.allclose(adv[:, 1], adv[:, 2])  # the columns really differ
+
+
+# ppo.loss on six rows, the last invalid (its wild numbers must not count). The policy
+# head comes straight from the params (no network), and the behaviour log-probabilities
+# are set so the ratios are exactly RATIOS. With clip_eps = 0.2:
+#   row 0: A > 0, ratio 1.5 -> clipped to 1.2 (no gradient)
+#   row 1: A > 0, ratio 0.5 -> unclipped 0.5 A (the minimum)
+#   row 2: A < 0, ratio 0.5 -> clipped to 0.8 (no gradient)
+#   row 3: A < 0, ratio 1.5 -> unclipped 1.5 A (the minimum)
+#   row 4: A > 0, ratio 1.1 -> inside the clip range
+# Advantages are normalised over the five valid rows: mean 0.1, variance 10.2 / 5 = 2.04.
+RATIOS = np.array([1.5, 0.5, 0.5, 1.5, 1.1, 3.0])
+ADVANTAGE = np.array([2.0, 1.0, -1.0, -2.0, 0.5, 1000.0])
+TARGET = np.array([1.0, -1.0, 0.5, 2.0, 0.0, 1e3])
+VALUE = np.array([0.5, -0.5, 1.5, 2.0, 1.0, -1e3])
+VALID = np.array([True] * 5 + [False])
+CLIP, ENT, VF = 0.2, 0.01, 0.5
+CLIPPED_ROWS = [0, 2]
+
+
+def loss_problem(discrete: bool):
+    """(params, apply_fn, batch, numpy logp [N], numpy entropy [N])."""
+    rng = np.random.default_rng(1)
+    n = len(RATIOS)
+    if discrete:
+        head = rng.normal(size=(n, 3))
+        action = np.array([0, 1, 2, 1, 0, 2])
+        log_sm = head - np.log(np.exp(head).sum(-1, keepdims=True))
+        logp = log_sm[np.arange(n), action]
+        entropy = -(np.exp(log_sm) * log_sm).sum(-1)
+        params = {"head": jnp.asarray(head, jnp.float32)}
+        apply_fn = lambda p, obs: (p["head"], None, p["value"])
+    else:
+        head, log_std = rng.normal(size=(n, 2)), np.array([-0.5, 0.3])
+        action = head + rng.normal(size=(n, 2))
+        z = (action - head) / np.exp(log_std)
+        logp = (-0.5 * z ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        entropy = np.full(n, (log_std + 0.5 * np.log(2 * np.pi * np.e)).sum())
+        params = {"head": jnp.asarray(head, jnp.float32),
+                  "log_std": jnp.asarray(log_std, jnp.float32)}
+        apply_fn = lambda p, obs: (p["head"], p["log_std"], p["value"])
+    params["value"] = jnp.asarray(VALUE, jnp.float32)
+    batch = ppo.Batch(obs=jnp.zeros((n, 1)), action=jnp.asarray(action),
+                      log_prob=jnp.asarray(logp - np.log(RATIOS), jnp.float32),
+                      advantage=jnp.asarray(ADVANTAGE, jnp.float32),
+                      target=jnp.asarray(TARGET, jnp.float32), valid=jnp.asarray(VALID))
+    return params, apply_fn, batch, logp, entropy
+
+
+def numpy_loss(entropy):
+    """The clipped PPO loss and its metrics, in numpy over the valid rows."""
+    v = VALID
+    adv = ADVANTAGE[v]
+    adv = (adv - adv.mean()) / np.sqrt(adv.var() + 1e-8)
+    r = RATIOS[v]
+    surrogate = np.minimum(r * adv, np.clip(r, 1 - CLIP, 1 + CLIP) * adv)
+    policy_loss = -surrogate.mean()
+    value_loss = 0.5 * ((VALUE[v] - TARGET[v]) ** 2).mean()
+    ent = entropy[v].mean()
+    approx_kl = ((r - 1) - np.log(r)).mean()
+    return policy_loss + VF * value_loss - ENT * ent, dict(
+        policy_loss=policy_loss, value_loss=value_loss, entropy=ent, approx_kl=approx_kl)
+
+
+def test_loss_hand_numbers_are_what_the_comment_says():
+    adv = ADVANTAGE[VALID]
+    assert adv.mean() == pytest.approx(0.1) and adv.var() == pytest.approx(2.04)
+    adv = (adv - 0.1) / np.sqrt(2.04)
+    r = RATIOS[VALID]
+    clipped = np.clip(r, 1 - CLIP, 1 + CLIP) * adv < r * adv
+    assert list(np.flatnonzero(clipped)) == CLIPPED_ROWS
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["discrete", "gaussian"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_ppo_loss_matches_numpy(discrete, jit):
+    params, apply_fn, batch, logp, entropy = loss_problem(discrete)
+    fn = jax.jit(ppo.loss, static_argnums=1) if jit else ppo.loss
+    total, metrics = fn(params, apply_fn, batch, CLIP, ENT, VF)
+    want_total, want = numpy_loss(entropy)
+    chex.assert_shape(total, ())
+    assert set(metrics) == set(want)
+    chex.assert_trees_all_close({k: metrics[k] for k in want}, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(total, want_total, rtol=1e-5, atol=1e-6)
+    # clipping on both sides: the clipped rows and the invalid row give the policy head no
+    # gradient; the others do
+    grad_fn = jax.grad(lambda p: fn(p, apply_fn, batch, CLIP, 0.0, VF)[0])
+    g = np.abs(np.asarray(grad_fn(params)["head"])).sum(-1)
+    dead = CLIPPED_ROWS + [len(RATIOS) - 1]
+    np.testing.assert_array_equal(g[dead], 0.0)
+    assert (np.delete(g, dead) > 1e-4).all(), g
+    # the value loss reaches the value head on valid rows only
+    gv = np.asarray(grad_fn(params)["value"])
+    np.testing.assert_allclose(gv, VF * np.where(VALID, VALUE - TARGET, 0.0) / VALID.sum(),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_masked_mean_ignores_invalid_steps():

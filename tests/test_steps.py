@@ -7,7 +7,7 @@ import pytest
 
 from rlhp import normalize, rewards
 from rlhp.agents import Transitions, make_agent
-from rlhp.config import preset
+from rlhp.presets import preset
 from rlhp.envs import make_env
 from rlhp.train import episode_metrics, episode_stats
 

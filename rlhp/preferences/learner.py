@@ -93,15 +93,26 @@ class RewardLearner:
         normalised outputs averaged, ``[...]`` for obs ``[..., *obs_shape]``."""
         return reward_model.normalized(self.raw(pref, obs, action), pref.stats, reward_std).mean(0)
 
-    def relabel(self, pref: PrefState, obs, action, valid, reward_std):
+    def relabel(self, pref: PrefState, obs, action, valid, reward_std, update: bool = True):
         """r-hat for a rollout: obs ``[T, B, ...]``, valid ``[T, B]``; updates the
-        normalisation statistics with the valid steps; returns ``(pref, r_hat [T, B],
-        spread [T, B])``, spread being the members' std about r-hat (their disagreement)."""
+        normalisation statistics with the valid steps (unless ``update`` is False: a frozen
+        reward model); returns ``(pref, r_hat [T, B], spread [T, B])``, spread being the
+        members' std about r-hat (their disagreement)."""
         raw = self.raw(pref, obs, action)                       # [M, T, B]
-        flat = raw.reshape(raw.shape[0], -1).T                  # [T*B, M]
-        stats = normalize.update(pref.stats, flat, valid.reshape(-1), self.stats_window)
+        if update:
+            flat = raw.reshape(raw.shape[0], -1).T              # [T*B, M]
+            stats = normalize.update(pref.stats, flat, valid.reshape(-1), self.stats_window)
+        else:
+            stats = pref.stats
         members = reward_model.normalized(raw, stats, reward_std)
         return pref.replace(stats=stats), members.mean(0), members.std(0)
+
+    def freeze(self, pref: PrefState, reward_std) -> PrefState:
+        """The members' normalisation statistics set from the buffered segments' steps, for
+        a reward model that changes no more (``relabel(update=False)`` from then on)."""
+        seg = pref.segments
+        valid = jnp.broadcast_to(seg.filled[:, None], seg.true_reward.shape)
+        return self.relabel(pref, seg.obs, seg.action, valid, reward_std)[0]
 
     def observe(self, pref: PrefState, obs, action, true_reward, valid, done) -> PrefState:
         """Cut a rollout ``[T, B, ...]`` into segments and keep them."""
