@@ -9,6 +9,9 @@ the reference).
 
     python -m experiments.seeds --env hopper --seeds 0,1,2,3 \\
         --setting default= --setting labels1400="--labels 1400" --true --out experiments/results/hopper
+
+``run_all`` (the runs, resumable, with a line per run started and finished) is shared with
+``experiments.mujoco``, which adds the baselines and the statistics over seeds.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import json
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,16 +32,39 @@ from benchmarks.tables import num, table as markdown_table
 TRUE = "reward=true"
 
 
-def config_differences(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> str:
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"``, ``"0,1,2"`` or both (``"0-3,8"``) as a list of seeds, in order, no repeats."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            span = range(int(first), int(last if dash else first) + 1)
+            if not span:
+                raise ValueError
+            seeds += span
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds: want 0-7 or 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds: want distinct seeds >= 0; got {text!r}")
+    return seeds
+
+
+def run_argv(env: str, steps: int | None, seed: int, args: list[str], run_dir: Path) -> list[str]:
+    """The ``rlhp.run`` arguments of one run (``steps`` None: the preset's)."""
+    return [f"--env={env}", *(["--steps", str(steps)] if steps is not None else []),
+            "--seed", str(seed), "--run-dir", str(run_dir), *args]
+
+
+def config_differences(env: str, steps: int | None, seed: int, args: list[str],
+                       run_dir: Path) -> str:
     """How the config saved in ``run_dir`` differs from the one ``args`` build today
     (fields a run predates take their defaults); empty if they agree."""
     from rlhp import run
     from rlhp.config import Config
     try:
         # a run dir that does not exist: build_config would refuse the finished one
-        now = run.build_config(run.parse_args([f"--env={env}", "--steps", str(steps), "--seed",
-                                               str(seed), "--run-dir", str(run_dir / "new"),
-                                               *args]))[0].to_dict()
+        now = run.build_config(run.parse_args(run_argv(env, steps, seed, args,
+                                                       run_dir / "new")))[0].to_dict()
         saved = Config.from_dict(json.loads((run_dir / "config.json").read_text())).to_dict()
     except (run.UsageError, ValueError, OSError) as e:
         return str(e)
@@ -45,35 +72,85 @@ def config_differences(env: str, steps: int, seed: int, args: list[str], run_dir
                      for k in now if now[k] != saved[k])
 
 
-def run_one(env: str, steps: int, seed: int, args: list[str], run_dir: Path) -> dict:
-    """One run (or its existing summary): ``{"seed", "true_return_mean", "wall_seconds", ...}``."""
+def run_one(env: str, steps: int | None, seed: int, args: list[str], run_dir: Path,
+            on_start=None) -> dict:
+    """One run (or its existing summary): ``{"seed", "true_return_mean", "wall_seconds", ...,
+    "reused"}`` or ``{"seed", "error"}``. A stopped run (its directory but no summary)
+    continues with ``--resume``; ``on_start(note)`` is called before a process starts."""
     summary = run_dir / "summary.json"
-    if summary.exists():  # reuse it only if these arguments would build the same config
+    log_path = run_dir.with_suffix(".log")
+    stopped = (run_dir / "config.json").exists()
+    if summary.exists() or stopped:  # reuse it only if these arguments build the same config
         differ = config_differences(env, steps, seed, args, run_dir)
         if differ:
             return {"seed": seed, "error": f"{run_dir} holds another run ({differ})"}
-    else:
-        cmd = [sys.executable, "-m", "rlhp.run", f"--env={env}", "--steps", str(steps),
-               "--seed", str(seed), "--wandb=disabled", "--no-video", "--run-dir", str(run_dir),
-               *args, *(["--resume"] if run_dir.exists() else [])]  # a stopped run continues
-        log_path = run_dir.with_suffix(".log")
+    reused = summary.exists()
+    if not reused:
+        cmd = [sys.executable, "-m", "rlhp.run", *run_argv(env, steps, seed, args, run_dir),
+               "--wandb=disabled", "--no-video", *(["--resume"] if stopped else [])]
+        if on_start:
+            on_start(f"{'resuming' if stopped else 'starting'}, log {log_path}")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w") as log:
+        with open(log_path, "a") as log:  # a resumed run's log follows the stopped one's
+            log.write(f"$ {shlex.join(cmd)}\n")
+            log.flush()
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode or not summary.exists():
             return {"seed": seed, "error": f"exit {done.returncode}; see {log_path}"}
     s = json.loads(summary.read_text())
     keys = ("true_return_mean", "true_return_std", "wall_seconds", "env_steps_per_second",
             "reward_val_accuracy", "reward_true_corr")
-    return {"seed": seed, **{k: s[k] for k in keys if k in s}}
+    return {"seed": seed, **{k: s[k] for k in keys if k in s}, "reused": reused}
 
 
-def table(rows: list[dict], seeds: list[int]) -> str:
+def run_all(jobs: list[dict], parallel: int, on_done=None) -> list[dict]:
+    """Every job (``{"label", "env", "steps", "seed", "args", "run_dir"}``) through
+    ``run_one``, ``parallel`` at a time, one flushed line per run started and finished;
+    ``on_done(job, result)`` after each. The results, in the order of ``jobs``."""
+    start = time.perf_counter()
+    lock = threading.Lock()
+    finished = 0
+
+    def say(text: str) -> None:
+        with lock:
+            print(f"[{finished}/{len(jobs)} {time.perf_counter() - start:6.0f} s] {text}",
+                  flush=True)
+
+    def one(job: dict) -> dict:
+        name = f"{job['label']} seed {job['seed']}"
+        try:
+            return run_one(job["env"], job["steps"], job["seed"], shlex.split(job["args"]),
+                           job["run_dir"], lambda note: say(f"{name}: {note}"))
+        except Exception as e:  # noqa: BLE001 -- one broken run must not stop the others
+            return {"seed": job["seed"], "error": f"{type(e).__name__}: {e}"}
+
+    results: list[dict | None] = [None] * len(jobs)
+    with futures.ThreadPoolExecutor(parallel) as pool:
+        todo = {pool.submit(one, job): i for i, job in enumerate(jobs)}
+        for done in futures.as_completed(todo):
+            i = todo[done]
+            job, r = jobs[i], done.result()
+            results[i] = r
+            with lock:
+                finished += 1
+            if "error" in r:
+                shown = f"FAILED: {r['error']}"
+            else:
+                shown = (f"{'read, finished earlier' if r['reused'] else 'finished'}: return "
+                         f"{num(r['true_return_mean'], 1)}, wall {num(r.get('wall_seconds'))} s")
+            say(f"{job['label']} seed {job['seed']}: {shown}")
+            if on_done:
+                on_done(job, r)
+    return results
+
+
+def table(rows: list[dict], seeds: list[int], digits: int = 0) -> str:
     """Markdown: one row per setting, its standard return per seed ("failed") and mean."""
     def cells(r):
         by_seed = {x["seed"]: x.get("true_return_mean") for x in r["runs"]}
-        returns = [num(by_seed[s]) if by_seed.get(s) is not None else "failed" for s in seeds]
-        return [r["setting"], f"`{r['args'] or '(preset)'}`", *returns, num(r["mean"])]
+        returns = [num(by_seed[s], digits) if by_seed.get(s) is not None else "failed"
+                   for s in seeds]
+        return [r["setting"], f"`{r['args'] or '(preset)'}`", *returns, num(r["mean"], digits)]
 
     return markdown_table(["setting", "arguments", *[f"seed {s}" for s in seeds], "mean"],
                           [cells(r) for r in rows])
@@ -108,33 +185,25 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="hopper")
     p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--seeds", default="0,1,2,3", help="comma-separated")
+    p.add_argument("--seeds", type=parse_seeds, default="0,1,2,3", help="0-7 or 0,1,2")
     p.add_argument("--setting", type=parse_setting, action="append", default=[],
                    help='NAME="rlhp.run arguments" (repeatable; NAME= alone: the preset)')
     p.add_argument("--true", action="store_true", help="also run --reward=true on each seed")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time")
     p.add_argument("--out", type=Path, default=Path("experiments/results/seeds"))
     a = p.parse_args(argv)
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = a.seeds
     settings = list(a.setting) or [("default", "")]
     if a.true:
         settings.append((TRUE, "--reward=true"))
     if len({n for n, _ in settings}) != len(settings):
         sys.exit("setting names must differ")
-    jobs = [(name, args, seed) for name, args in settings for seed in seeds]
-    start = time.perf_counter()
+    jobs = [{"label": name, "env": a.env, "steps": a.steps, "seed": seed, "args": args,
+             "run_dir": a.out / "runs" / f"{name}-s{seed}"}
+            for name, args in settings for seed in seeds]
     results: dict[str, list[dict]] = {name: [] for name, _ in settings}
-    with futures.ThreadPoolExecutor(a.parallel) as pool:
-        todo = {pool.submit(run_one, a.env, a.steps, seed, shlex.split(args),
-                            a.out / "runs" / f"{name}-s{seed}"): (name, seed)
-                for name, args, seed in jobs}
-        for n, done in enumerate(futures.as_completed(todo), 1):
-            name, seed = todo[done]
-            r = done.result()
-            results[name].append(r)
-            shown = r.get("true_return_mean", r.get("error"))
-            print(f"[{n}/{len(jobs)} {time.perf_counter() - start:5.0f} s] {name} seed {seed}: {shown}",
-                  flush=True)
+    for job, r in zip(jobs, run_all(jobs, a.parallel)):
+        results[job["label"]].append(r)
     rows = []
     for name, args in settings:
         runs = sorted(results[name], key=lambda r: r["seed"])

@@ -1,7 +1,11 @@
-"""experiments.seeds: runs settings x seeds as processes, tables them, and resumes."""
+"""experiments.seeds and experiments.mujoco: run settings x seeds as processes, table them
+(with statistics over seeds), and resume."""
+import argparse
 import json
 
-from experiments import seeds
+import pytest
+
+from experiments import mujoco, seeds
 
 
 def test_seeds_tables_runs_reports_failures_and_resumes(tmp_path, capsys):
@@ -30,3 +34,112 @@ def test_seeds_tables_runs_reports_failures_and_resumes(tmp_path, capsys):
     rerun = json.loads((tmp_path / "seeds.json").read_text())["settings"][0]["runs"][0]
     assert "holds another run" in rerun["error"] and "gamma" in rerun["error"]
     assert summary.stat().st_mtime_ns == stamp
+
+
+def test_seeds_parse_as_ranges_or_lists():
+    assert seeds.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert seeds.parse_seeds("0,1,2") == [0, 1, 2]
+    assert seeds.parse_seeds("5,0-1") == [5, 0, 1]
+    for bad in ("0-1,1", "a", "", "3-1", "3-1,5", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seeds.parse_seeds(bad)
+
+
+def test_mujoco_statistics_on_hand_worked_numbers():
+    assert mujoco.standard_error([1, 2, 3, 4]) == pytest.approx((5 / 3) ** 0.5 / 2)
+    assert mujoco.standard_error([7]) is None
+    # two seeds: a resample is seed 0 twice (1/4), seed 1 twice (1/4) or one of each (1/2),
+    # so the 2.5% and 97.5% percentiles are the two single-seed ratios
+    assert mujoco.bootstrap_ratio([1, 3], [2, 2]) == (1.0, 0.5, 1.5)
+    # learned = half of true on every seed: every resample's ratio is 0.5
+    assert mujoco.bootstrap_ratio([2, 4, 6, 9], [4, 8, 12, 18]) == (0.5, 0.5, 0.5)
+    # fixed RNG: the same interval every time
+    a, b = [90, 300, 120, 50, 210], [100, 310, 300, 200, 220]
+    assert mujoco.bootstrap_ratio(a, b) == mujoco.bootstrap_ratio(a, b)
+    assert mujoco.reaching([50, 80, 89, 100], [100] * 4) == {"0.5": 4, "0.8": 3, "0.9": 1}
+
+
+def test_mujoco_setting_stats_pair_seeds_and_skip_failures():
+    def run(seed, ret):
+        return {"seed": seed, "true_return_mean": ret, "wall_seconds": 10.0 * ret,
+                "env_steps_per_second": 1.0 * seed}
+
+    learned = [run(0, 100.0), run(1, 200.0), {"seed": 2, "error": "exit 1"}]
+    true = [run(0, 200.0), run(1, 250.0), run(2, 300.0)]
+    s = mujoco.setting_stats(learned, true)
+    assert (s["n"], s["failed"], s["mean"], s["min"], s["worst_seed"]) == (2, [2], 150.0, 100.0, 0)
+    assert s["se"] == pytest.approx(50.0)  # std [100, 200] ddof 1 = 70.7, over sqrt(2)
+    assert (s["wall_seconds_mean"], s["env_steps_per_second_mean"]) == (1500.0, 0.5)
+    r = s["ratio_to_true"]  # seeds 0 and 1 only: 300 / 450; resamples 100/200 ... 200/250
+    assert r["seeds"] == [0, 1] and r["ratio"] == pytest.approx(2 / 3)
+    assert r["ci95"] == pytest.approx([0.5, 0.8])
+    # seed 0 reaches 100 >= 0.5 * 200 only; seed 1 reaches 200 >= 0.8 * 250, not 0.9 * 250
+    assert s["reaching_true"] == {"0.5": 2, "0.8": 1, "0.9": 0, "of": 2}
+    t = mujoco.setting_stats(true, None)
+    assert t["ratio_to_true"] is None and t["mean"] == 250.0
+    assert mujoco.setting_stats([{"seed": 0, "error": "x"}], true)["mean"] is None
+
+
+def test_mujoco_curves_smooth_five_points_and_band_over_seeds(tmp_path):
+    assert list(mujoco.smooth([1, 2, 3, 4, 5, 6, 7])) == [1, 1.5, 2, 2.5, 3, 4, 5]
+
+    def metrics(name, points):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(
+            json.dumps({"env_steps": x, "true_return": y, "labels": 1}) + "\n" for x, y in points))
+        return mujoco.training_curve(d)
+
+    # a row with no finished episode (true_return null) is not a logged point
+    a = metrics("a", [(100, 0), (200, 0), (300, 0), (350, None), (400, 0), (500, 10)])
+    assert list(a[0]) == [100, 200, 300, 400, 500] and list(a[1]) == [0, 0, 0, 0, 2]
+    b = metrics("b", [(200, 2), (400, 4), (600, 6)])
+    assert list(b[1]) == [2, 3, 4]
+    steps, mean, se = mujoco.mean_band([a, b])
+    # steps both cover (200-500); b interpolated at 300 and 500: 2.5, 3.5
+    assert list(steps) == [200, 300, 400, 500]
+    assert list(mean) == [1, 1.25, 1.5, 2.75]
+    assert list(se) == pytest.approx([1, 1.25, 1.5, 0.75])  # two seeds: |a - b| / 2
+    steps, mean, se = mujoco.mean_band([b])
+    assert list(mean) == [2, 3, 4] and list(se) == [0, 0, 0]
+
+
+def test_mujoco_settings_default_first_then_baselines():
+    assert mujoco.settings_of([("x", "--labels 10")], True, True) == [
+        ("default", ""), ("x", "--labels 10"), ("reward=teacher", "--reward=teacher"),
+        ("reward=true", "--reward=true")]
+    assert mujoco.settings_of([], False, False) == [("default", "")]
+    with pytest.raises(ValueError):
+        mujoco.settings_of([("default", "--labels 10")], True, True)
+
+
+def test_mujoco_runs_tables_plots_and_resumes(tmp_path, capsys):
+    argv = ["--tasks", "gridworld", "--seeds", "0-1", "--steps", "2048", "--no-teacher",
+            "--setting", "broken=--teacher=nope", "--parallel", "2", "--out", str(tmp_path)]
+    mujoco.main(argv)
+    out = capsys.readouterr().out
+    assert "gridworld default seed 1: starting" in out
+    assert "gridworld broken seed 0: FAILED: exit 2; see" in out
+    d = tmp_path / "gridworld"
+    t = json.loads((d / "table.json").read_text())
+    default, broken, true = t["settings"]
+    assert [r["setting"] for r in t["settings"]] == ["default", "broken", "reward=true"]
+    assert default["n"] == 2 and broken["n"] == 0 and broken["failed"] == [0, 1]
+    assert default["ratio_to_true"]["seeds"] == [0, 1] and true["ratio_to_true"] is None
+    returns = [default["returns"][s] for s in ("0", "1")]
+    assert default["mean"] == pytest.approx(sum(returns) / 2)
+    md = (d / "table.md").read_text()
+    assert "| broken | 0/2 | - |" in md and "| default | 2/2 |" in md
+    assert "| broken | `--teacher=nope` | failed | failed | - |" in md
+    assert (d / "curves.png").stat().st_size > 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| gridworld | default | 2 |" in summary and "| gridworld | reward=true | 2 |" in summary
+    # a second call reads the finished runs instead of repeating them
+    stamp = (d / "runs" / "default-s0" / "summary.json").stat().st_mtime_ns
+    mujoco.main(argv)
+    out = capsys.readouterr().out
+    assert "gridworld default seed 0: read, finished earlier" in out and "starting" in out
+    assert "default seed 0: starting" not in out
+    assert (d / "runs" / "default-s0" / "summary.json").stat().st_mtime_ns == stamp
+    again = json.loads((d / "table.json").read_text())["settings"][0]
+    assert again["returns"] == default["returns"]
