@@ -43,18 +43,29 @@ def test_video_of_an_initial_policy(env_name, backend, tmp_path):
 
 
 def test_envpool_video_films_the_evaluated_episode():
-    """The video's episode is the evaluation's first: the same return, to float32 rounding."""
+    """The evaluation with its actions kept returns what the plain evaluation returns, and
+    replaying the first episode's actions in a rendering pool gives that episode's return."""
+    import jax.numpy as jnp
+
+    from rlhp.run import EVAL_SEED_OFFSET, env_seed
     from rlhp.train import evaluate
     trainer, state = tiny_trainer("hopper", "envpool")
-    seed, n_envs, key = video.eval_setup(trainer)
-    returns, _ = jax.jit(lambda s, k: evaluate(trainer, make_env("hopper", "envpool", n_envs,
-                                                                 seed=seed), s, k))(state, key)
+    cfg = trainer.cfg
+    seed, key = env_seed(cfg.seed, EVAL_SEED_OFFSET), jax.random.PRNGKey(cfg.seed + 1)
+    plain, _ = jax.jit(lambda s, k: evaluate(
+        trainer, make_env("hopper", "envpool", cfg.eval_episodes, seed=seed), s, k))(state, key)
+    returns, lengths, kept = video.evaluation(
+        trainer, state, lambda s, action: jnp.zeros(()) if action is None else action)
+    np.testing.assert_array_equal(returns, np.asarray(plain))
+    assert len(kept) == 1 + trainer.env.spec.max_episode_steps
+    actions = iter(kept[1:])
     try:
-        _, episode_return, _ = video.render_guarded(lambda: video.envpool_episode(
-            "Hopper-v5", seed, n_envs, video.policy_fn(trainer, state), 1000, 8, size=16))
+        frames, episode_return, _ = video.render_guarded(lambda: video.envpool_episode(
+            "Hopper-v5", seed, cfg.eval_episodes, lambda obs: next(actions), 1000, 8, size=16))
     except video.VideoUnavailable as e:
         pytest.skip(str(e))
-    assert episode_return == pytest.approx(float(returns[0]), rel=1e-4)
+    assert len(frames) == 1 + -(-int(lengths[0]) // 8)
+    assert episode_return == pytest.approx(float(returns[0]), rel=1e-6)
 
 
 class Sway:

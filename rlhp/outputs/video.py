@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -73,11 +74,40 @@ def stride(dt: float) -> int:
     return max(1, round(1.0 / (FPS * dt)))
 
 
-def eval_setup(trainer):
-    """The final evaluation's pool seed, episode count and JAX key (as ``rlhp.run`` uses)."""
+def evaluation(trainer, state, pick):
+    """The final evaluation exactly as ``rlhp.run`` runs it (the same env, pool seed, key and
+    jitted ``rlhp.train.evaluate``), keeping what ``pick(env_state, action)`` (traced;
+    ``action`` is None for the reset state) selects from the reset state and after every
+    step, for the whole batch. Returns ``(returns [E], lengths [E], kept)``: ``kept[0]``
+    from the reset, ``kept[t]`` after step ``t``; episode ``i`` of the evaluation is steps
+    ``1..lengths[i]``."""
+    from jax.experimental import io_callback
+
+    from rlhp.envs import make_env
+    from rlhp.envs.base import Env
     from rlhp.run import EVAL_SEED_OFFSET, env_seed
+    from rlhp.train import evaluate
     cfg = trainer.cfg
-    return env_seed(cfg.seed, EVAL_SEED_OFFSET), cfg.eval_episodes, jax.random.PRNGKey(cfg.seed + 1)
+    env = make_env(cfg.env, cfg.backend, cfg.eval_episodes,
+                   seed=env_seed(cfg.seed, EVAL_SEED_OFFSET))
+    kept = []
+
+    def keep(tree):  # ordered: the host sees every step once, in order
+        io_callback(lambda t: kept.append(jax.tree.map(np.asarray, t)), None, tree, ordered=True)
+
+    def reset(key):
+        env_state = env.reset(key)
+        keep(pick(env_state, None))
+        return env_state
+
+    def step(env_state, action):
+        env_state, out = env.step(env_state, action)
+        keep(pick(env_state, action))
+        return env_state, out
+
+    returns, lengths = jax.jit(lambda s, k: evaluate(trainer, Env(env.spec, reset, step, env.obs), s, k))(
+        state, jax.random.PRNGKey(cfg.seed + 1))
+    return np.asarray(returns), np.asarray(lengths), kept
 
 
 def caption(frames, title: str, episode_return: float) -> list:
@@ -133,37 +163,19 @@ def render_brax(sys, states, size: int = SIZE) -> list:
 
 def brax_frames(trainer, state):
     from brax import envs
-
-    from rlhp.envs import brax_env
     spec = trainer.env.spec
     k = stride(spec.dt)
-    _, n_envs, key = eval_setup(trainer)
-    env = brax_env.make(spec.name, n_envs)
 
-    def body(env_state, _):  # as rlhp.train.evaluate: the whole batch, keep env 0
-        env_state, step = env.step(env_state, trainer.act(state, env.obs(env_state)))
-        first = jax.tree.map(lambda x: x[0], env_state.inner.pipeline_state)
-        return env_state, (first, step.reward[0], step.terminated[0] | step.truncated[0],
-                           step.valid[0])
+    def pick(env_state, action):
+        physics = env_state.inner.pipeline_state
+        return physics.q[0], physics.qd[0]
 
-    steps = min(spec.max_episode_steps, MAX_FRAMES * k)
-
-    def rollout(key):
-        start = env.reset(key)
-        first = jax.tree.map(lambda x: x[0], start.inner.pipeline_state)
-        return first, jax.lax.scan(body, start, None, steps)[1]
-
-    first, (pipeline, reward, done, valid) = jax.jit(rollout)(key)
-    done, reward, valid = np.asarray(done), np.asarray(reward), np.asarray(valid)
-    end = int(np.argmax(done)) + 1 if done.any() else done.size
-    episode_return = float(reward[:end][valid[:end]].sum())
-    first = jax.tree.map(np.asarray, first)
-    pipeline = jax.tree.map(lambda x: np.asarray(x[k - 1:end:k]), pipeline)
-    n = jax.tree.leaves(pipeline)[0].shape[0]
-    states = [first] + [jax.tree.map(lambda x: x[i], pipeline) for i in range(n)]
+    returns, lengths, kept = evaluation(trainer, state, pick)
+    n = min(int(lengths[0]), MAX_FRAMES * k)
+    states = [SimpleNamespace(q=q, qd=qd) for q, qd in kept[:n + 1:k]]
     sys = envs.get_environment(spec.name, backend="spring").sys
     frames = render_guarded(lambda: render_brax(sys, states))
-    return caption(frames, f"{spec.name} (brax)", episode_return), FPS
+    return caption(frames, f"{spec.name} (brax)", float(returns[0])), FPS
 
 
 def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int, k: int,
@@ -206,14 +218,22 @@ def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int,
 
 
 def envpool_frames(trainer, state):
+    """The evaluation's first episode: its actions, kept as the evaluation sent them, are
+    replayed in a pool with the same seed that can render (envpool is deterministic: the
+    same states and return)."""
+    import jax.numpy as jnp
+
     from rlhp.envs.envpool_env import MUJOCO_IDS
-    spec = trainer.env.spec
+    from rlhp.run import EVAL_SEED_OFFSET, env_seed
+    spec, cfg = trainer.env.spec, trainer.cfg
     k = stride(spec.dt)
-    seed, n_envs, _ = eval_setup(trainer)
-    act = policy_fn(trainer, state)
-    frames, episode_return, _ = render_guarded(lambda: envpool_episode(
-        MUJOCO_IDS[spec.name], seed, n_envs, act, min(spec.max_episode_steps, MAX_FRAMES * k), k))
-    return caption(frames, f"{MUJOCO_IDS[spec.name]} (envpool)", episode_return), FPS
+    returns, lengths, kept = evaluation(
+        trainer, state, lambda s, action: jnp.zeros(()) if action is None else action)
+    actions = iter(kept[1:])
+    frames, _, _ = render_guarded(lambda: envpool_episode(
+        MUJOCO_IDS[spec.name], env_seed(cfg.seed, EVAL_SEED_OFFSET), cfg.eval_episodes,
+        lambda obs: next(actions), min(int(lengths[0]), MAX_FRAMES * k), k))
+    return caption(frames, f"{MUJOCO_IDS[spec.name]} (envpool)", float(returns[0])), FPS
 
 
 def render_guarded(render):
