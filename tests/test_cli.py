@@ -1,5 +1,4 @@
 import json
-import re
 import subprocess
 import sys
 
@@ -21,22 +20,10 @@ def test_module_exit_status_is_2():
 
 
 def test_tiny_gridworld_run_writes_results(tmp_path, capsys):
-    """Also: with stderr captured (not a terminal) it prints a status line for each tenth
-    of its 10 chunks: steps, steps/s, the latest return, the time left."""
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--reward=true", "--steps=10240", "--seed=3",
-                     "--wandb=disabled", "--no-video", "--set", "iterations_per_chunk=1",
-                     f"--run-dir={out}"]) == 0
-    printed = capsys.readouterr()
-    assert str(out) in printed.out
-    err = printed.err.splitlines()
-    assert err[0].startswith("gridworld: compiling")
-    assert err[-1].startswith("gridworld: evaluating the final policy")
-    lines = [line for line in err if " steps (" in line]
-    pattern = (r"gridworld: [\d,]+/10,240 steps \(\d+%\) \| [\d,]+ steps/s \| "
-               r"return -?[\d.,]+ \| \d+(s|m\d\ds) left")
-    assert all(re.fullmatch(pattern, line) for line in lines), lines
-    assert len(lines) == 10 and lines[-1].startswith("gridworld: 10,240/10,240 steps (100%)")
+                     "--wandb=disabled", "--no-video", f"--run-dir={out}"]) == 0
+    assert str(out) in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     for key in ["env", "backend", "seed", "steps", "labels", "teacher", "query", "reward",
                 "true_return_mean", "true_return_std", "eval_episodes", "wall_seconds",

@@ -1,12 +1,14 @@
 """A short video of the evaluated (deterministic) policy, as mp4, with its return drawn in.
 
 gridworld draws its grid. The MuJoCo backends film the first episode of the final
-evaluation itself (the same seed, start state, batch of envs and simulator, so the same
-return): brax replays that episode's physics states through MuJoCo's renderer; envpool
-renders its own pool (``pool.render``, envpool's MuJoCo build) once a GL context is
-current in this thread. Both view through the task model's ``track`` camera (it follows the
-body's centre of mass), so a body that hops several metres stays in frame; tasks without
-one (the pendulums, reacher) use the fixed default view of their small scene.
+evaluation itself: the run's jitted evaluation runs again with what the video needs kept
+(its return is the one filmed). brax keeps env 0's physics states and draws them through
+MuJoCo's renderer; envpool keeps the actions and replays them in a pool of the same seed
+that renders (``pool.render``: envpool's own MuJoCo build, deterministic, so the same
+states) once a GL context is current in this thread. Both view through the task model's
+``track`` camera (it follows the body's centre of mass), so a body that hops several
+metres stays in frame; tasks without one (the pendulums, reacher) use the fixed default
+view of their small scene.
 
 Rendering needs an OpenGL library without a display: EGL (``apt-get install libegl1
 libgl1``); without it ``record`` raises ``VideoUnavailable`` and the run goes on.
@@ -105,7 +107,8 @@ def evaluation(trainer, state, pick):
         keep(pick(env_state, action))
         return env_state, out
 
-    returns, lengths = jax.jit(lambda s, k: evaluate(trainer, Env(env.spec, reset, step, env.obs), s, k))(
+    tapped = Env(env.spec, reset, step, env.obs)
+    returns, lengths = jax.jit(lambda s, k: evaluate(trainer, tapped, s, k))(
         state, jax.random.PRNGKey(cfg.seed + 1))
     return np.asarray(returns), np.asarray(lengths), kept
 
@@ -118,8 +121,8 @@ def caption(frames, title: str, episode_return: float) -> list:
     for frame in frames:
         img = Image.fromarray(np.ascontiguousarray(frame))
         draw = ImageDraw.Draw(img)
-        draw.multiline_text((5, 4), f"{title}\nreturn {episode_return:,.1f}", fill=(255, 255, 255), font=font,
-                            stroke_width=2, stroke_fill=(0, 0, 0))
+        draw.multiline_text((5, 4), f"{title}\nreturn {episode_return:,.1f}", font=font,
+                            fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
         out.append(np.asarray(img))
     return out
 
@@ -194,7 +197,8 @@ def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int,
     pool = envpool.make(task_id, env_type="gymnasium", num_envs=num_envs, seed=seed,
                         render_mode="rgb_array", render_width=size, render_height=size,
                         render_camera_id=camera, **task_kwargs)
-    low, high = (np.asarray(b, np.float32) for b in (pool.action_space.low, pool.action_space.high))
+    space = pool.action_space
+    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     context = mujoco.GLContext(size, size)  # envpool draws in this thread's current context
     context.make_current()
     try:
@@ -203,7 +207,7 @@ def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int,
         total = 0.0
         for t in range(1, max_steps + 1):
             action = np.clip(np.asarray(act(np.asarray(obs, np.float32)), np.float32), low, high)
-            obs, reward, terminated, truncated, info = pool.step(action.astype(pool.action_space.dtype))
+            obs, reward, terminated, truncated, info = pool.step(action.astype(space.dtype))
             total += float(reward[0])
             done = terminated[0] or truncated[0]
             if t % k == 0 or done:
