@@ -1,7 +1,8 @@
 """Command line: ``python -m rlhp.run --env=hopper``.
 
 Validates everything before compiling (bad input exits 2 with one line on stderr and
-touches no existing run directory), trains with a progress bar, checkpoints as it goes
+touches no existing run directory), trains with a progress bar (plain status lines in a
+log when stderr is not a terminal), checkpoints as it goes
 (``--resume`` continues a killed run), evaluates the final policy on the task's standard
 episodes, and leaves in the run directory: ``config.json``, ``metrics.jsonl``,
 ``summary.json``, ``checkpoints/``, ``wandb/`` (offline run), plots and a video.
@@ -31,6 +32,7 @@ FLAG_OF = {field: "--" + dest.replace("_", "-") for dest, field in CONFIG_FLAGS.
 LEARNED_ONLY = tuple(name for name, sec in SECTION_OF.items()
                      if sec in ("reward_model", "queries", "teacher"))
 EVAL_SEED_OFFSET = 10_000  # the evaluation pool's seed: seed + this
+STATUS_SECONDS = 30.0      # without a terminal: a status line at least this often
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
 
 
@@ -271,6 +273,45 @@ def progress_text(row: dict, budget: int, sps: float, last_return: float) -> str
     return " | ".join(parts)
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as ``45s``, ``12m05s`` or ``2h07m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s // 60 % 60:02d}m"
+
+
+class StatusLines:
+    """Progress for a log file or a pipe (stderr not a terminal, where the bar would draw
+    nothing): one plain, flushed line each time the run passes another tenth of its steps
+    or ``every`` seconds after the previous line, whichever comes first, and at the end."""
+
+    def __init__(self, name: str, total: int, done: int = 0, stream=None,
+                 every: float = STATUS_SECONDS, clock=time.time):
+        self.name, self.total, self.every, self.clock = name, total, every, clock
+        self.stream = stream or sys.stderr
+        self.next_tenth = done * 10 // total + 1
+        self.last = clock()
+
+    def say(self, text: str) -> None:
+        print(f"{self.name}: {text}", file=self.stream, flush=True)
+
+    def update(self, done: int, info: str, sps: float) -> bool:
+        """Print the line for ``done`` steps if one is due; returns whether it printed."""
+        now = self.clock()
+        if done < self.total and done * 10 < self.next_tenth * self.total \
+                and now - self.last < self.every:
+            return False
+        self.next_tenth = done * 10 // self.total + 1
+        self.last = now
+        left = duration((self.total - done) / sps) if sps > 0 else "?"
+        self.say(f"{done:,}/{self.total:,} steps ({100 * done / self.total:.0f}%) | {info} | "
+                 f"{left} left")
+        return True
+
+
 def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                      wandb_mode: str = "offline", checkpoint_every: float = 60.0,
                      video: bool = True) -> dict:
@@ -289,6 +330,9 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     from rlhp.train import evaluate, nonfinite_parts, restart_episodes
 
     t_start = time.time()
+    status = None if sys.stderr.isatty() else StatusLines(cfg.env, cfg.steps)
+    if status:
+        status.say(f"compiling ({cfg.steps:,} steps to run)")
     trainer, ckpt, restored = prepare(cfg, run_dir, resume)
     dyn, key = cfg.dynamic(), jax.random.PRNGKey(cfg.seed)
     compile_seconds = 0.0
@@ -329,7 +373,11 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not sys.stderr.isatty()) as progress:
+    if status:
+        status = StatusLines(cfg.env, cfg.steps, it * cfg.batch_size)
+        status.say(f"training from step {it * cfg.batch_size:,} (compiled in "
+                   f"{duration(time.time() - t_start)})")
+    with Progress(*columns, disable=status is not None) as progress:
         task = progress.add_task(cfg.env, total=cfg.steps, completed=it * cfg.batch_size, info="")
         while it < n_iter:
             new_state, metrics = chunk(state, dyn)
@@ -358,9 +406,13 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
             finished = [r["true_return"] for r in rows if r["true_return"] is not None]
             last_return = np.mean(finished) if finished else last_return
             sps = it * cfg.batch_size / max(meta["train_seconds"], 1e-9)
-            progress.update(task, completed=it * cfg.batch_size,
-                            info=progress_text(rows[-1], cfg.labels, sps, last_return))
+            info = progress_text(rows[-1], cfg.labels, sps, last_return)
+            progress.update(task, completed=it * cfg.batch_size, info=info)
+            if status:
+                status.update(it * cfg.batch_size, info, sps)
     ckpt.close()
+    if status:
+        status.say("evaluating the final policy, writing plots" + (" and the video" if video else ""))
     train_seconds = meta["train_seconds"]
     last = log.rows[-1]
 
