@@ -3,6 +3,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from rlhp import run
 
 
