@@ -330,10 +330,10 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     from rlhp.train import evaluate, nonfinite_parts, restart_episodes
 
     t_start = time.time()
+    trainer, ckpt, restored = prepare(cfg, run_dir, resume)  # bad input stops here: one line
     status = None if sys.stderr.isatty() else StatusLines(cfg.env, cfg.steps)
     if status:
         status.say(f"compiling ({cfg.steps:,} steps to run)")
-    trainer, ckpt, restored = prepare(cfg, run_dir, resume)
     dyn, key = cfg.dynamic(), jax.random.PRNGKey(cfg.seed)
     compile_seconds = 0.0
     check = jax.jit(nonfinite_parts)

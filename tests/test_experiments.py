@@ -113,6 +113,7 @@ def test_mujoco_settings_default_first_then_baselines():
         mujoco.settings_of([("default", "--labels 10")], True, True)
 
 
+@pytest.mark.slow  # four real runs (~2-5 minutes here); the statistics are tested above
 def test_mujoco_runs_tables_plots_and_resumes(tmp_path, capsys):
     argv = ["--tasks", "gridworld", "--seeds", "0-1", "--steps", "2048", "--no-teacher",
             "--setting", "broken=--teacher=nope", "--parallel", "2", "--out", str(tmp_path)]

@@ -195,6 +195,15 @@ def copy_run(reference, tmp_path) -> Path:
     return d
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The error lines of a run's stderr, checked to be its last: without a terminal the
+    run's status lines come first (a run stopped by a NaN has trained for a while)."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors and lines[-len(errors):] == errors, lines
+    return errors
+
+
 def resume_fails(d: Path, message: str, capsys, extra=()):
     before = snapshot(d) if d.exists() else None
     assert run.main([f"--run-dir={d}", "--resume", "--wandb=disabled", *extra]) == 2
@@ -233,7 +242,7 @@ def test_nonfinite_parameters_stop_the_run_after_saving(tmp_path, capsys, monkey
     d = tmp_path / "nan"
     code = run.main(["--env=gridworld", "--reward=true", "--steps=20480", "--wandb=disabled",
                      "--no-video", "--checkpoint-every=1000", f"--run-dir={d}"])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert code == 3 and len(err) == 1, err
     assert "non-finite policy parameters after iterations 11-20" in err[0]
     assert "last good checkpoint is iteration 10" in err[0]
@@ -249,7 +258,7 @@ def test_nonfinite_reward_model_stops_the_run_at_the_last_good_checkpoint(refere
     proc = cli(TINY + [f"--run-dir={d}", "--wandb=disabled", "--no-video",
                        "--checkpoint-every=1000"], reference / "cache", POISONED_CLI)
     _, err = proc.communicate(timeout=600)
-    lines = err.strip().splitlines()
+    lines = error_lines(err)
     assert proc.returncode == 3 and len(lines) == 1, err[-2000:]
     assert "non-finite reward model parameters after iterations 3-4" in lines[0]
     assert "policy" not in lines[0]
@@ -275,7 +284,7 @@ def test_reward_model_diverging_in_pretraining_leaves_no_bad_checkpoint(referenc
     proc = cli(TINY + [f"--run-dir={d}", "--wandb=disabled", "--no-video",
                        "--checkpoint-every=1000", "--set", "reward_lr=1e30"], reference / "cache")
     _, err = proc.communicate(timeout=600)
-    lines = err.strip().splitlines()
+    lines = error_lines(err)
     assert proc.returncode == 3 and len(lines) == 1, err[-2000:]
     assert "reward model" in lines[0] and "reward pretraining, before any checkpoint" in lines[0]
     ckpts = d / "checkpoints"

@@ -50,7 +50,7 @@ def test_episode_statistics_report_only_episodes_that_ended():
 class _Learner:
     """relabel: r-hat = first observation coordinate, spread = second."""
 
-    def relabel(self, pref, obs, action, valid, reward_std):
+    def relabel(self, pref, obs, action, valid, reward_std, update=True):
         return pref, obs[..., 0], obs[..., 1]
 
 
