@@ -1,8 +1,12 @@
-"""Each benchmark runs end to end at its smallest setting and writes the promised keys."""
+"""Each benchmark runs end to end at its smallest setting and writes the promised keys.
+
+The end-to-end runs compile Hopper programs (1-3 minutes each on a 2-core CPU) and are
+marked slow: ``pytest -m slow``."""
 import json
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from benchmarks import flops, labels, scaling, stages, tables, throughput
 
@@ -17,6 +21,7 @@ def check(path, keys):
     return out["results"]
 
 
+@pytest.mark.slow
 def test_throughput_tiny(tmp_path):
     throughput.main(["--tiny", "--repeats", "1", "--tasks", "gridworld,hopper",
                      "--json", str(tmp_path / "t.json")])
@@ -28,6 +33,7 @@ def test_throughput_tiny(tmp_path):
         assert r["ratio"] == r["train_steps_per_second"] / r["raw_steps_per_second"]
 
 
+@pytest.mark.slow
 def test_labels_tiny(tmp_path):
     labels.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "l.json")])
     rows = check(tmp_path / "l.json", ["segment_length", "ensemble_size", "labels_per_second",
@@ -36,6 +42,7 @@ def test_labels_tiny(tmp_path):
         (25, 256), (25, 1024), (50, 256), (50, 1024)]
 
 
+@pytest.mark.slow
 def test_scaling_tiny(tmp_path):
     scaling.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "s.json")])
     rows = check(tmp_path / "s.json", ["num_envs", "ensemble_size", "sweep_width",
@@ -45,6 +52,7 @@ def test_scaling_tiny(tmp_path):
                                           "one batched tiny matmul", "minibatch permutations"}
 
 
+@pytest.mark.slow
 def test_stages_tiny(tmp_path):
     stages.main(["--tiny", "--repeats", "1", "--env", "gridworld", "--widths", "1,2",
                  "--json", str(tmp_path / "p.json")])
