@@ -156,6 +156,9 @@ def test_run_directory_holds_every_output(reference):
     assert (d / "checkpoints" / "20").is_dir()  # the final state is always saved
 
 
+# Slow (a full compile from an empty cache, ~60 s here): the kill -9 test below already checks
+# that another process given the same seed reproduces the reference run's figures.
+@pytest.mark.slow
 def test_same_seed_same_summary(reference, tmp_path):
     """A second run compiled from scratch (own empty cache) gives identical figures."""
     finish(cli(TINY + [f"--run-dir={tmp_path / 'again'}", "--wandb=disabled", "--no-video"],

@@ -64,6 +64,9 @@ def test_vmap_over_seeds_matches_one_by_one(gridworld_runs):
     assert not np.allclose(kernel[0], kernel[1])  # the seeds really differ
 
 
+# Slow (two brax compiles, ~60 s here): vmap over seeds is checked on gridworld above, and
+# brax's protocol (pure reset/step) in tests/test_envs.py.
+@pytest.mark.slow
 def test_vmap_over_seeds_brax():
     cfg = preset("inverted_pendulum", backend="brax", reward="true", num_envs=4, rollout_length=8,
                  num_minibatches=2, update_epochs=1, total_steps=64)
