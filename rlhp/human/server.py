@@ -36,6 +36,7 @@ from rlhp.human.store import ANSWERS, AlreadyAnswered, Store, UnknownPair
 LOCAL = "127.0.0.1"
 LEASE_SECONDS = 120.0   # a pair handed out waits this long for its answer before another gets it
 MAX_BODY = 1024         # bytes of a POST body
+KEEP_ALIVE = 120        # seconds an idle connection stays open (clients reuse theirs)
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -83,9 +84,11 @@ class TokenCheck(BaseHTTPMiddleware):
 
 
 def make_app(store: Store, clip_dir: Path, status: Callable[[], dict] = dict,
-             token: str | None = None, leases: Leases | None = None) -> Starlette:
+             token: str | None = None, leases: Leases | None = None,
+             ready: Callable[[int], bool] = lambda pair: True) -> Starlette:
     """The app over ``store``; clips are read from ``clip_dir`` (``ID-left.mp4``,
-    ``ID-right.mp4``, ``behaviour.mp4``); ``status()`` gives the trainer's figures."""
+    ``ID-right.mp4``, ``behaviour.mp4``); ``status()`` gives the trainer's figures;
+    only pairs that are ``ready(pair)`` (clips rendered) are handed out."""
     leases = leases or Leases()
     clip_dir = Path(clip_dir)
 
@@ -93,7 +96,7 @@ def make_app(store: Store, clip_dir: Path, status: Callable[[], dict] = dict,
         return HTMLResponse(PAGE.read_text())
 
     async def query(request: Request):
-        pair = leases.take(store.pending())
+        pair = leases.take([p for p in store.pending() if ready(p)])
         if pair is None:
             return JSONResponse({"pair": None})
         return JSONResponse({"pair": pair, "left": f"/clips/{pair}/left.mp4",
@@ -170,8 +173,8 @@ class Server:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = host, self.sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                                     access_log=False))
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE))
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self.sock]}, daemon=True)
 
