@@ -26,7 +26,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1100,620", "--autoplay-policy=no-user-gesture-required"):
+                "--window-size=1100,640", "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
@@ -48,15 +48,16 @@ def test_labelling_with_the_keyboard(browser, tmp_path):
         for side, seg in zip(("left", "right"), obs):
             clips.write(clips.gridworld_frames(seg), tmp_path / f"{pair}-{side}.mp4", 4)
         pairs.append(pair)
-    status = {"budget": 20, "env_steps": 4096, "true_return": 3.5}
+    clips.write(clips.gridworld_frames(walk()), tmp_path / "behaviour.mp4", 4)
+    status = {"budget": 20, "env_steps": 4096, "true_return": 3.5, "behaviour_version": 1}
     server = Server(make_app(store, tmp_path, lambda: status)).start()
     try:
         browser.get(server.url)
         wait = WebDriverWait(browser, 60)
         body = browser.find_element(By.TAG_NAME, "body")
         wait.until(lambda d: body.get_attribute("data-pair") == str(pairs[0]))
-        wait.until(lambda d: d.execute_script(
-            "return document.getElementById('left').readyState >= 2"))
+        wait.until(lambda d: d.execute_script("return ['left', 'right', 'behaviour'].every("
+                                              "id => document.getElementById(id).readyState >= 2)"))
         DOCS.mkdir(exist_ok=True)
         browser.save_screenshot(str(tmp_path / "page.png"))
         shutil.copy(tmp_path / "page.png", DOCS / "labelling-page.png")
