@@ -196,8 +196,9 @@ class QueryConfig:
 
 @section("teacher")
 class TeacherConfig:
-    teacher: str = setting("oracle", "the synthetic teacher that answers queries",
-                           choices="rlhp.preferences.teachers:TEACHERS", dynamic=True)
+    teacher: str = setting("oracle", "who answers queries: a synthetic teacher, or a person "
+                           "on the labelling page (human)",
+                           choices="rlhp.preferences.teachers:TEACHER_NAMES", dynamic=True)
     teacher_beta: float = setting(1.0, "rationality of the Boltzmann (noisy) teacher",
                                   low=0.0, high=FLOAT32_MAX, dynamic=True)
     teacher_mistake: float = probability(0.1, "probability the mistake teacher flips a label",
@@ -332,6 +333,10 @@ class Config(TeacherConfig, QueryConfig, RewardModelConfig, AgentConfig, EnvConf
         if self.offline and self.reward != "learned":
             raise ConfigError(f"offline=True needs reward='learned', got {self.reward!r}",
                               "offline")
+        if self.offline and self.teacher == "human":
+            raise ConfigError("teacher='human' cannot run offline: a person answers while "
+                              "the policy trains (the reward model would be frozen first)",
+                              "teacher")
         if self.segment_length > self.rollout_length:
             raise ConfigError(f"segment_length={self.segment_length}: must lie in [0, "
                               f"rollout_length={self.rollout_length}]", "segment_length")

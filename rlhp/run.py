@@ -97,6 +97,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="save a checkpoint at most this often (default 60; 0: every chunk)")
     p.add_argument("--no-video", action="store_true", help="skip the final-policy video")
+    p.add_argument("--labels-from", metavar="FILE",
+                   help="labels saved by `python -m rlhp.labels export` (e.g. a person's, "
+                   "from another run) put into the comparison database before RL starts; "
+                   "they count against --labels")
+    p.add_argument("--port", type=int, default=0,
+                   help="--teacher human: the labelling page's port (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="--teacher human: the address to serve (anything but 127.0.0.1 "
+                   "needs --token)")
+    p.add_argument("--token", help="--teacher human: a secret every request must carry "
+                   "(?token=... in the page's address)")
     return p.parse_args(argv)
 
 
@@ -184,6 +195,21 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
             raise UsageError(f"--resume: conflicting flags: {field}={getattr(cfg, field)!r} but "
                              f"the run in {run_dir} has {getattr(saved, field)!r}")
     return saved, run_dir
+
+
+def check_serving(cfg: Config, args: argparse.Namespace) -> None:
+    """The labelling page's flags: only for ``--teacher human``, a port in range, and a
+    token to serve beyond this machine. Raises ``UsageError``."""
+    from rlhp.human.server import check_host
+    if cfg.teacher != "human" or cfg.reward != "learned":
+        raise UsageError("--port, --host and --token serve the labelling page: they need "
+                         "--teacher human (and a learned reward)")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port {args.port}: must lie in [0, 65535] (0: a free one)")
+    try:
+        check_host(args.host, args.token)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def write_json(path: Path, obj) -> None:
@@ -312,11 +338,59 @@ class StatusLines:
         return True
 
 
+def read_labels(trainer, path: str) -> list:
+    """The labels in ``path`` (``rlhp.labels export``'s JSON lines), checked against the
+    run's segments; raises ``UsageError``."""
+    from rlhp.human.store import read_jsonl
+    if trainer.learner is None:
+        raise UsageError("--labels-from: only a learned reward uses labels")
+    learner = trainer.learner
+    try:
+        return read_jsonl(path, learner.obs_shape, learner.action_shape, learner.segment_length)
+    except OSError as e:
+        raise UsageError(f"--labels-from {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"--labels-from: {e}") from None
+
+
+def check_clips(spec) -> None:
+    """Raise ``UsageError`` unless a person can be shown clips of this env here."""
+    from rlhp.human.clips import ClipUnavailable, clip_maker
+    from rlhp.outputs.video import VideoUnavailable
+    try:
+        clip_maker(spec)
+    except (ClipUnavailable, VideoUnavailable) as e:
+        raise UsageError(f"--teacher human: {e}") from None
+
+
+def serve_labelling_page(trainer, run_dir: Path, meta: dict, host: str, port: int,
+                         token: str | None):
+    """Start the labelling page for a ``--teacher human`` run and print its address (one
+    line on stdout); returns its ``HumanTeacher`` (``.server`` serving it), which has
+    inserted the answers up to the checkpoint's ``human_labels_inserted``."""
+    from rlhp.human.server import Server, make_app
+    from rlhp.human.store import Store
+    from rlhp.human.teacher import HumanTeacher
+    store = Store(run_dir / "labels.sqlite")
+    teacher = HumanTeacher(trainer, store, run_dir / "clips", meta.get("human_labels_inserted", 0))
+    app = make_app(store, teacher.clip_dir, lambda: teacher.status, token, ready=teacher.ready)
+    try:
+        teacher.server = Server(app, host, port).start()
+    except OSError as e:
+        raise UsageError(f"--port {port}: cannot serve on {host}: {e.strerror}") from None
+    print(f"Labelling page: {teacher.server.url}" + (f"?token={token}" if token else ""),
+          flush=True)
+    return teacher
+
+
 def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                      wandb_mode: str = "offline", checkpoint_every: float = 60.0,
-                     video: bool = True) -> dict:
+                     video: bool = True, serve: tuple = ("127.0.0.1", 0, None),
+                     labels_from: str | None = None) -> dict:
     """Train (or continue) the run in ``run_dir``, evaluate, write every output; returns
-    the summary. Raises ``UsageError`` (before compiling) and ``NonFiniteError``."""
+    the summary. With ``--teacher human`` the labelling page is served on ``serve``
+    (host, port, token) while the run trains. Raises ``UsageError`` (before compiling)
+    and ``NonFiniteError``."""
     import secrets
 
     import jax
@@ -331,6 +405,9 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
 
     t_start = time.time()
     trainer, ckpt, restored = prepare(cfg, run_dir, resume)  # bad input stops here: one line
+    saved_labels = read_labels(trainer, labels_from) if labels_from and not restored else []
+    if cfg.teacher == "human":
+        check_clips(trainer.env.spec)
     status = None if sys.stderr.isatty() else StatusLines(cfg.env, cfg.steps)
     if status:
         status.say(f"compiling ({cfg.steps:,} steps to run)")
@@ -356,11 +433,19 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                 f"non-finite {' and '.join(bad)} parameters after "
                 f"{'exploration and ' if cfg.explore_iterations else ''}reward pretraining, "
                 f"before any checkpoint; {run_dir} holds only its config.json")
+        if saved_labels:
+            from rlhp.human.teacher import insert_labels, make_insert
+            pref = insert_labels(make_insert(trainer.learner), state.pref, saved_labels,
+                                 jax.random.fold_in(key, 7))
+            state = state.replace(pref=pref)
         meta = {"iteration": cfg.explore_iterations, "train_seconds": time.time() - t0,
                 "wandb_id": secrets.token_hex(4)}
         ckpt = ckpt or Checkpointer(run_dir)
         ckpt.save(meta["iteration"], state, meta)
 
+    human = serve_labelling_page(trainer, run_dir, meta, *serve) if cfg.teacher == "human" else None
+    if human:
+        state = human.between_chunks(state, meta["iteration"], dyn)
     it, n_iter, C = meta["iteration"], cfg.num_iterations, cfg.chunk_iterations
     log = MetricsLog(run_dir, it, wandb_mode, cfg.to_dict(), meta["wandb_id"])
     if it < n_iter:
@@ -397,20 +482,26 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                     f"(env steps up to {(it + C) * cfg.batch_size:,}); the last good checkpoint "
                     f"is iteration {it} in {ckpt.directory}")
             state, it = new_state, it + C
+            finished = [r["true_return"] for r in rows if r["true_return"] is not None]
+            last_return = np.mean(finished) if finished else last_return
+            if human:
+                state = human.between_chunks(state, it, dyn, last_return)
             meta = {**meta, "iteration": it,
                     "train_seconds": meta["train_seconds"] + time.time() - t_train}
+            if human:
+                meta["human_labels_inserted"] = human.inserted
             t_train = time.time()
             if it == n_iter or time.time() - last_save >= checkpoint_every:
                 ckpt.save(it, state, meta)
                 last_save = time.time()
-            finished = [r["true_return"] for r in rows if r["true_return"] is not None]
-            last_return = np.mean(finished) if finished else last_return
             sps = it * cfg.batch_size / max(meta["train_seconds"], 1e-9)
             info = progress_text(rows[-1], cfg.labels, sps, last_return)
             progress.update(task, completed=it * cfg.batch_size, info=info)
             if status:
                 status.update(it * cfg.batch_size, info, sps)
     ckpt.close()
+    if human:
+        human.server.stop()
     if status:
         status.say("evaluating the final policy, writing plots" + (" and the video" if video else ""))
     train_seconds = meta["train_seconds"]
@@ -460,9 +551,13 @@ def main(argv=None) -> int:
             print(list_settings())
             return 0
         cfg, run_dir = build_config(args)
+        if cfg.teacher == "human" or args.token or args.host != "127.0.0.1" or args.port:
+            check_serving(cfg, args)
         summary = train_and_report(cfg, run_dir, resume=args.resume, wandb_mode=args.wandb,
                                    checkpoint_every=args.checkpoint_every,
-                                   video=not args.no_video)
+                                   video=not args.no_video,
+                                   serve=(args.host, args.port, args.token),
+                                   labels_from=args.labels_from)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -173,6 +173,13 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     else:
         scale = lambda rs, reward, done, gamma: (rs, reward)
 
+    # A person answers on the host between chunks (rlhp.human.teacher): nothing is asked
+    # on device, the step only keeps segments and fits the database it is given.
+    if cfg.teacher == "human":
+        ask = lambda pref, key, k_max, k, scheme, teacher: pref
+    else:
+        ask = learner.ask if learner else None
+
     # Offline, r-hat is frozen after pretraining: its input normalisation and the members'
     # output statistics too, so the reward the policy sees is one fixed function.
     if cfg.offline:
@@ -243,9 +250,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
         pref = state.pref.replace(obs_stats=state.obs_stats)
         key, k_ask, k_fit = jax.random.split(state.key, 3)
-        pref = learner.ask(pref, k_ask, cfg.upfront_labels,
-                           jnp.round(dyn.upfront_fraction * dyn.labels), dyn.query,
-                           dyn.teacher_params())
+        pref = ask(pref, k_ask, cfg.upfront_labels, jnp.round(dyn.upfront_fraction * dyn.labels),
+                   dyn.query, dyn.teacher_params())
         pref = learner.fit_in_rounds(pref, k_fit, cfg.pretrain_updates, cfg.pretrain_rounds,
                                      dyn.reward_lr)
         return state.replace(pref=freeze(pref, dyn.reward_std), key=key)
@@ -272,8 +278,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         due = schedule.labels_due(env_steps, cfg.rl_steps, dyn.labels, dyn.upfront_fraction,
                                   cfg.label_horizon)
         k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
-        pref = learner.ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
-                           dyn.teacher_params())
+        pref = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query, dyn.teacher_params())
         pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
         return state.replace(pref=pref, key=key), judge(pref, diag, judged, ro)
 

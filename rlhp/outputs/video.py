@@ -52,15 +52,22 @@ def jax_trajectory(trainer, state, env, steps: int):
     return states, np.asarray(done)
 
 
-def gridworld_frames(trainer, state):
+def gridworld_board(size: int = SIZE):
+    """The 5x5 world drawn ``[size, size, 3]`` float in [0, 1], each cell coloured by its
+    true reward (red low, green high); and the cell size in pixels."""
     import matplotlib
 
     from rlhp.envs import gridworld as g
-    states, _ = jax_trajectory(trainer, state, g.make(1), 4 * g.HORIZON)
-    cell_px = SIZE // g.SIZE
+    cell_px = size // g.SIZE
     reward = g.true_reward_map()
     colours = matplotlib.colormaps["RdYlGn"]((reward - reward.min()) / np.ptp(reward))[..., :3]
-    board = np.kron(colours, np.ones((cell_px, cell_px, 1)))
+    return np.kron(colours, np.ones((cell_px, cell_px, 1))), cell_px
+
+
+def gridworld_frames(trainer, state):
+    from rlhp.envs import gridworld as g
+    states, _ = jax_trajectory(trainer, state, g.make(1), 4 * g.HORIZON)
+    board, cell_px = gridworld_board()
     frames = []
     for cell in np.asarray(states.cell[:, 0]):
         img = board.copy()
@@ -181,6 +188,16 @@ def brax_frames(trainer, state):
     return caption(frames, f"{spec.name} (brax)", float(returns[0])), FPS
 
 
+def envpool_xml(task_id: str) -> Path:
+    """The MuJoCo model file envpool compiles for ``task_id`` (its ``_envpool`` copy of
+    the Gymnasium model where there is one)."""
+    import envpool
+    config = envpool.make_spec(task_id).config
+    xml = Path(config.base_path) / "mujoco" / "assets_gym" / config.xml_file
+    envpool_copy = xml.with_name(xml.stem + "_envpool.xml")
+    return envpool_copy if envpool_copy.exists() else xml
+
+
 def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int, k: int,
                     size: int = SIZE, **task_kwargs):
     """Run ``act`` (obs ``[num_envs, ...]`` float32 -> actions) in an envpool pool of
@@ -190,10 +207,7 @@ def envpool_episode(task_id: str, seed: int, num_envs: int, act, max_steps: int,
     import envpool
     import mujoco
 
-    config = envpool.make_spec(task_id, **task_kwargs).config
-    xml = Path(config.base_path) / "mujoco" / "assets_gym" / config.xml_file
-    envpool_xml = xml.with_name(xml.stem + "_envpool.xml")  # the copy envpool compiles
-    camera = camera_index(envpool_xml if envpool_xml.exists() else xml)
+    camera = camera_index(envpool_xml(task_id))
     pool = envpool.make(task_id, env_type="gymnasium", num_envs=num_envs, seed=seed,
                         render_mode="rgb_array", render_width=size, render_height=size,
                         render_camera_id=camera, **task_kwargs)

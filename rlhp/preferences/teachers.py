@@ -12,6 +12,9 @@ import jax.numpy as jnp
 from flax import struct
 
 TEACHERS = ("oracle", "noisy", "mistake", "skip", "equal", "myopic")
+# every teacher a run can have: the synthetic ones, answered on device, and a person, who
+# answers on the host between jitted chunks (``rlhp.human.teacher``)
+TEACHER_NAMES = TEACHERS + ("human",)
 
 
 @struct.dataclass

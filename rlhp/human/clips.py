@@ -1,0 +1,171 @@
+"""Clips: a segment drawn from the states the agent visited, as a short looping mp4.
+
+gridworld: the path drawn on the grid, growing step by step (the agent a blue square, the
+cells it passed through dotted, the goal ringed). envpool MuJoCo: the segment's
+observations hold the simulator's joint positions and velocities except the horizontal
+position (``qpos[:k]``, ``k = nq + nv - obs_size``: hopper, walker2d and halfcheetah leave
+out x, swimmer x and y), which is integrated back from the observed velocities
+(``x_t = sum dt * xdot``, the segment starting at 0: only motion is shown, and the
+tracking camera follows the body over the floor); then MuJoCo's offscreen renderer draws
+each state with the task model's ``track`` camera, as the final-policy video does. Frames
+are taken at ``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time.
+
+``python -m rlhp.human.clips --env hopper`` measures clips rendered per second here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rlhp.outputs import video
+
+SIZE = 240  # clip height and width in pixels
+RECONSTRUCTED = ("hopper", "walker2d", "halfcheetah", "swimmer")
+
+
+class ClipUnavailable(Exception):
+    """This task's clips cannot be drawn here (reason in the message)."""
+
+
+def gridworld_frames(obs: np.ndarray, size: int = SIZE) -> list:
+    """Frames ``[L, size, size, 3]`` uint8 of a gridworld segment, obs ``[L, 25]``
+    (one-hot cells)."""
+    from rlhp.envs import gridworld as g
+    board, px = video.gridworld_board(size)
+    board = board.copy()
+    gr, gc = g.GOAL
+    ring = px // 10 + 1
+    board[gr * px:(gr + 1) * px, gc * px:(gc + 1) * px] = (1.0, 1.0, 1.0)
+    board[gr * px + ring:(gr + 1) * px - ring, gc * px + ring:(gc + 1) * px - ring] = (0.1, 0.6, 0.1)
+    cells = np.asarray(obs).argmax(-1)
+    frames, img = [], board
+    for t, cell in enumerate(cells):
+        r, c = divmod(int(cell), g.SIZE)
+        if t > 0:  # the cell left behind gets a dot
+            pr, pc = divmod(int(cells[t - 1]), g.SIZE)
+            dot = px * 2 // 5
+            img[pr * px + dot:(pr + 1) * px - dot, pc * px + dot:(pc + 1) * px - dot] = (0.2, 0.2, 0.5)
+        frame = img.copy()
+        pad = px // 4
+        frame[r * px + pad:(r + 1) * px - pad, c * px + pad:(c + 1) * px - pad] = (0.1, 0.2, 0.8)
+        frames.append((frame * 255).astype(np.uint8))
+    return frames
+
+
+def mujoco_states(obs: np.ndarray, nq: int, nv: int, dt: float):
+    """``(qpos [L, nq], qvel [L, nv])`` of a segment's observations ``[L, nq - k + nv]``:
+    the ``k`` positions the observation leaves out integrated from their velocities
+    ``qvel[:, :k]`` (starting at 0)."""
+    obs = np.asarray(obs, np.float64)
+    k = nq + nv - obs.shape[-1]
+    qvel = obs[:, nq - k:]
+    left_out = np.concatenate([np.zeros((1, k)), np.cumsum(qvel[1:, :k] * dt, 0)])
+    return np.concatenate([left_out, obs[:, :nq - k]], -1), qvel
+
+
+class MujocoClips:
+    """Draws envpool MuJoCo segments of task ``name`` (one model and renderer, reused)."""
+
+    def __init__(self, name: str, dt: float, size: int = SIZE):
+        import mujoco
+
+        from rlhp.envs.envpool_env import MUJOCO_IDS
+        if name not in RECONSTRUCTED:
+            raise ClipUnavailable(f"clips of {name!r} need the simulator's state, which its "
+                                  f"observations do not hold; drawn: {', '.join(RECONSTRUCTED)}")
+        self.model = mujoco.MjModel.from_xml_path(str(video.envpool_xml(MUJOCO_IDS[name])))
+        self.data = mujoco.MjData(self.model)
+        self.camera = video.camera_of(self.model)
+        self.dt, self.stride = dt, video.stride(dt)
+        self.renderer = video.render_guarded(lambda: mujoco.Renderer(self.model, size, size))
+
+    def frames(self, obs: np.ndarray) -> list:
+        """Frames of a segment, obs ``[L, *obs_shape]``: every ``stride``-th state."""
+        import mujoco
+        qpos, qvel = mujoco_states(obs, self.model.nq, self.model.nv, self.dt)
+        out = []
+        for t in range(0, len(qpos), self.stride):
+            self.data.qpos, self.data.qvel = qpos[t], qvel[t]
+            mujoco.mj_forward(self.model, self.data)
+            self.renderer.update_scene(self.data, camera=self.camera)
+            out.append(self.renderer.render().copy())
+        return out
+
+
+def clip_maker(spec):
+    """``frames(obs [L, *obs_shape]) -> list of [H, W, 3] uint8`` and the clips' frame
+    rate, for an env's spec. Raises ``ClipUnavailable`` (or ``VideoUnavailable``)."""
+    if spec.backend == "gridworld":
+        return gridworld_frames, 4
+    if spec.backend == "envpool":
+        return MujocoClips(spec.name, spec.dt).frames, video.FPS
+    raise ClipUnavailable(f"no clips for the {spec.backend} backend yet (gridworld, envpool)")
+
+
+def write(frames: list, path: Path, fps: int) -> Path:
+    """``frames`` as an mp4 at ``path``, atomically (a reader never sees half a file)."""
+    import imageio.v2 as imageio
+    path = Path(path)
+    tmp = path.with_name(".tmp-" + path.name)
+    imageio.mimwrite(tmp, frames, fps=fps, macro_block_size=1, format="FFMPEG")
+    os.replace(tmp, path)
+    return path
+
+
+def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
+    """``[n, length, *obs_shape]`` observations of random behaviour: a random walk on the
+    grid, or random actions in an envpool pool of the task (bodies in real poses)."""
+    if spec.backend == "gridworld":
+        from rlhp.envs import gridworld as g
+        rng = np.random.default_rng(0)
+        cell, nxt, cells = 12, g.next_cell(), []
+        for _ in range(n * length):
+            cells.append(cell)
+            cell = nxt[cell, rng.integers(g.NUM_ACTIONS)]
+        return np.eye(g.NUM_CELLS, dtype=np.float32)[cells].reshape(n, length, g.NUM_CELLS)
+    import envpool
+
+    from rlhp.envs.envpool_env import MUJOCO_IDS
+    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0,
+                        terminate_when_unhealthy=False)
+    rng = np.random.default_rng(0)
+    obs, _ = pool.reset()
+    out = []
+    for _ in range(length):
+        out.append(obs)
+        obs = pool.step(rng.uniform(-1, 1, (n, *pool.action_space.shape)))[0]
+    return np.stack(out, 1).astype(np.float32)
+
+
+def main(argv=None) -> None:
+    """Clips rendered (frames and mp4) per second for a task's segments."""
+    p = argparse.ArgumentParser(prog="python -m rlhp.human.clips", description=main.__doc__)
+    p.add_argument("--env", default="hopper")
+    p.add_argument("--clips", type=int, default=20)
+    p.add_argument("--out", default="/tmp/rlhp-clips")
+    args = p.parse_args(argv)
+    from rlhp.envs import make_env
+    from rlhp.presets import preset
+    from rlhp.train import segment_length
+    cfg = preset(args.env)
+    spec = make_env(args.env, cfg.backend, 1).spec
+    L = segment_length(cfg, spec.dt)
+    segments = random_segments(args.env, args.clips, L, spec)
+    frames, fps = clip_maker(spec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.time(), time.process_time()
+    for i, seg in enumerate(segments):
+        write(frames(seg), out / f"{i}.mp4", fps)
+    seconds, cpu = time.time() - t0, time.process_time() - c0
+    print(f"{args.env} ({spec.backend}): {args.clips} clips of {L} steps in {seconds:.1f} s: "
+          f"{args.clips / seconds:.2f} clips/s ({SIZE}x{SIZE} frames, mp4); "
+          f"{cpu / args.clips:.2f} CPU-seconds per clip (this process, every thread)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The human teacher: the host side of the select / answer / insert seam.
+
+Between jitted chunks of training, ``HumanTeacher.between_chunks``:
+1. puts every answer saved since the last call into the comparison database
+   (``RewardLearner.insert``; "can't tell" counts against the budget but enters nothing);
+2. asks for the labels the schedule has made due: ``RewardLearner.select`` chooses the
+   pairs by the run's query scheme (so disagreement works with people), each pair's
+   segments go into the store and its two clips are rendered for the page;
+3. now and then renders the agent's latest segment as "the agent now".
+Nothing waits for the person: the policy keeps optimising the current r-hat meanwhile.
+The last answer inserted (``inserted``, a store ``seq``) goes into each checkpoint, so a
+resumed run inserts exactly the answers its checkpoint had not seen.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhp.human import clips
+from rlhp.human.store import Label, Store
+from rlhp.preferences import schedule
+from rlhp.preferences.learner import Query
+
+QUEUE = 8                 # pairs waiting for the person at most (more would go stale)
+INSERT_BATCH = 16         # answers per jitted insert (padded and masked)
+BEHAVIOUR_SECONDS = 20.0  # "the agent now" is rendered at most this often
+
+
+def pad(labels: list[Label], n: int):
+    """``n`` labels' obs ``[n, 2, L, ...]``, action, mu ``[n]``, answered ``[n]`` and the
+    mask of real rows ``[n]`` (the rest zeros)."""
+    obs = np.zeros((n, *labels[0].obs.shape), np.float32)
+    action = np.zeros((n, *labels[0].action.shape), labels[0].action.dtype)
+    mu, answered, real = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)
+    for i, lab in enumerate(labels):
+        obs[i], action[i], real[i] = lab.obs, lab.action, True
+        answered[i] = not np.isnan(lab.mu)
+        mu[i] = 0.0 if np.isnan(lab.mu) else lab.mu
+    return obs, action, mu, answered, real
+
+
+def make_insert(learner):
+    """Jitted ``(pref, key, obs, action, mu, answered, real) -> pref``: ``INSERT_BATCH``
+    padded answers (``pad``) put into the comparison database by ``learner.insert``."""
+    def insert(pref, key, obs, action, mu, answered, real):
+        query = Query(obs=obs, action=action.astype(learner.action_dtype),
+                      true_reward=jnp.zeros(obs.shape[:3]), asked=real)
+        return learner.insert(pref, key, query, mu, answered)
+    return jax.jit(insert)
+
+
+def insert_labels(insert, pref, labels: list[Label], key):
+    """``labels`` into ``pref``'s database, ``INSERT_BATCH`` at a time; returns ``pref``."""
+    for start in range(0, len(labels), INSERT_BATCH):
+        batch = labels[start:start + INSERT_BATCH]
+        pref = insert(pref, jax.random.fold_in(key, batch[0].seq), *pad(batch, INSERT_BATCH))
+    return pref
+
+
+class HumanTeacher:
+    def __init__(self, trainer, store: Store, clip_dir: Path, inserted: int = 0):
+        self.trainer, self.store, self.inserted = trainer, store, inserted
+        self.clip_dir = Path(clip_dir)
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        self.frames, self.fps = clips.clip_maker(trainer.env.spec)
+        learner, cfg = trainer.learner, trainer.cfg
+        self.key = jax.random.PRNGKey(cfg.seed + 3)
+        self.status = {"budget": cfg.labels, "env_steps": 0, "true_return": None,
+                       "behaviour_version": 0}
+        self._last_behaviour = -np.inf
+
+        def select(pref, key, k, scheme):
+            k_pairs, k_score = jax.random.split(key)
+            return learner.select(pref, k_pairs, k_score, QUEUE, k, scheme)
+
+        self._select, self._insert = jax.jit(select), make_insert(learner)
+
+    def take_answers(self, state, iteration: int):
+        """Every answer saved since the last call, into the comparison database."""
+        labels = self.store.labels(after=self.inserted)
+        if not labels:
+            return state
+        pref = insert_labels(self._insert, state.pref, labels,
+                             jax.random.fold_in(self.key, iteration))
+        self.inserted = labels[-1].seq
+        return state.replace(pref=pref)
+
+    def labels_wanted(self, iteration: int) -> int:
+        """New pairs to pose now: what the schedule has made due and the store has not
+        yet posed, keeping at most ``QUEUE`` waiting."""
+        cfg = self.trainer.cfg
+        env_steps = (iteration - cfg.explore_iterations) * cfg.batch_size
+        due = float(schedule.labels_due(env_steps, cfg.rl_steps, cfg.labels,
+                                        cfg.upfront_fraction, cfg.label_horizon))
+        counts = self.store.counts()
+        return int(max(0, min(due - counts["queries"], QUEUE - counts["pending"])))
+
+    def pose(self, state, iteration: int, dyn) -> list[int]:
+        """Select the pairs wanted now, keep them and render their clips; returns their ids."""
+        k = self.labels_wanted(iteration)
+        if k == 0:
+            return []
+        query = jax.device_get(self._select(state.pref, jax.random.fold_in(self.key, iteration),
+                                            k, dyn.query))
+        ids = []
+        for i in np.flatnonzero(query.asked):
+            obs, action = np.asarray(query.obs[i]), np.asarray(query.action[i])
+            left, right = self.frames(obs[0]), self.frames(obs[1])
+            pair = self.store.add_query(obs, action, iteration)
+            clips.write(left, self.clip_dir / f"{pair}-left.mp4", self.fps)
+            clips.write(right, self.clip_dir / f"{pair}-right.mp4", self.fps)  # last: ready
+            ids.append(pair)
+        return ids
+
+    def show_behaviour(self, state) -> None:
+        """The newest buffered segment as ``behaviour.mp4`` (at most every
+        ``BEHAVIOUR_SECONDS``)."""
+        if time.monotonic() - self._last_behaviour < BEHAVIOUR_SECONDS:
+            return
+        seg = state.pref.segments
+        if not bool(seg.filled.any()):
+            return
+        newest = (int(seg.cursor) - 1) % seg.filled.shape[0]
+        clips.write(self.frames(np.asarray(seg.obs[newest])), self.clip_dir / "behaviour.mp4",
+                    self.fps)
+        self.status["behaviour_version"] += 1
+        self._last_behaviour = time.monotonic()
+
+    def between_chunks(self, state, iteration: int, dyn, true_return=None):
+        """Answers in, new pairs out, the page's figures updated; returns the state."""
+        state = self.take_answers(state, iteration)
+        self.pose(state, iteration, dyn)
+        self.show_behaviour(state)
+        self.status.update(env_steps=iteration * self.trainer.cfg.batch_size,
+                           true_return=None if true_return is None or not np.isfinite(true_return)
+                           else round(float(true_return), 1))
+        return state
+
+    def ready(self, pair: int) -> bool:
+        """Whether a pair's clips are on disk (the page is given only such pairs)."""
+        return (self.clip_dir / f"{pair}-right.mp4").exists()

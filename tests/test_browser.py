@@ -1,0 +1,73 @@
+"""The labelling page in a real headless browser (Debian's chromium and chromedriver,
+driven by Selenium): a person labels four pairs with the paper's keys (left, right, up for
+equal, down for can't tell) and every answer is in the store, as given. Takes the
+screenshot in docs/."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlhp.envs import gridworld as g
+from rlhp.human import clips
+from rlhp.human.server import Server, make_app
+from rlhp.human.store import Store
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1100,640", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_labelling_with_the_keyboard(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    store = Store(tmp_path / "labels.sqlite")
+    rng = np.random.default_rng(0)
+    walk = lambda: np.eye(g.NUM_CELLS, dtype=np.float32)[
+        np.cumsum(rng.integers(0, 2, 12) * 5 + 1) % g.NUM_CELLS]
+    pairs = []
+    for _ in range(5):
+        obs = np.stack([walk(), walk()])
+        pair = store.add_query(obs, np.zeros((2, 12), np.int32), iteration=0)
+        for side, seg in zip(("left", "right"), obs):
+            clips.write(clips.gridworld_frames(seg), tmp_path / f"{pair}-{side}.mp4", 4)
+        pairs.append(pair)
+    clips.write(clips.gridworld_frames(walk()), tmp_path / "behaviour.mp4", 4)
+    status = {"budget": 20, "env_steps": 4096, "true_return": 3.5, "behaviour_version": 1}
+    server = Server(make_app(store, tmp_path, lambda: status)).start()
+    try:
+        browser.get(server.url)
+        wait = WebDriverWait(browser, 60)
+        body = browser.find_element(By.TAG_NAME, "body")
+        wait.until(lambda d: body.get_attribute("data-pair") == str(pairs[0]))
+        wait.until(lambda d: d.execute_script("return ['left', 'right', 'behaviour'].every("
+                                              "id => document.getElementById(id).readyState >= 2)"))
+        DOCS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        shutil.copy(tmp_path / "page.png", DOCS / "labelling-page.png")
+        for n, key in enumerate([Keys.ARROW_LEFT, Keys.ARROW_RIGHT, Keys.ARROW_UP,
+                                 Keys.ARROW_DOWN], 1):
+            body.send_keys(key)
+            wait.until(lambda d: body.get_attribute("data-saved") == str(n))
+        wait.until(lambda d: body.get_attribute("data-pair") == str(pairs[4]))
+    finally:
+        server.stop()
+    assert [(l.pair, l.answer) for l in store.labels()] == list(
+        zip(pairs, ["left", "right", "equal", "cant_tell"]))
+    assert store.pending() == [pairs[4]]
