@@ -100,12 +100,13 @@ class EnvConfig:
     eval_episodes: int = setting(16, "episodes of the final policy's evaluation on the "
                                  "standard task", low=1, high=2**16)
     down_steps: int = setting(
-        25, "preference episodes (envpool MuJoCo): unhealthy steps a fallen body lies before "
-        "it restarts inside the episode (0: never; rlhp.envs.envpool_env.DOWN_STEPS)",
+        25, "preference episodes (MuJoCo, brax and envpool): unhealthy steps a fallen body "
+        "lies before it restarts inside the episode (0: never; rlhp.envs.episodes)",
         low=0, high=INT32_MAX)
     fall_penalty: float = setting(
-        10.0, "preference episodes (envpool MuJoCo): what each unhealthy step costs in the "
-        "teacher's reward, on top of the withheld healthy bonus", low=0.0, high=FLOAT32_MAX)
+        10.0, "preference episodes (MuJoCo, brax and envpool): what each unhealthy step "
+        "costs in the teacher's reward, on top of the withheld healthy bonus", low=0.0,
+        high=FLOAT32_MAX)
 
 
 @section("agent")

@@ -78,7 +78,8 @@ def sweep(cfg: Config, seeds=(0,), env=None, **axes) -> SweepResult:
 
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
     env = env or make_env(cfg.env, cfg.backend, cfg.num_envs,
-                          preference_episodes=cfg.preference_episodes)
+                          preference_episodes=cfg.preference_episodes,
+                          down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
     if not env.spec.vmappable:
         raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped; sweep on a JAX "
                           f"backend (gridworld, brax)")

@@ -68,14 +68,15 @@ def test_backend_resolution():
 
 
 def test_envpool_preference_episodes_restart_after_a_fall():
-    """Preference episodes: no termination, a fixed 1000-step horizon, every unhealthy step
-    penalised (by ``fall_penalty``), and a fallen body restarts after DOWN_STEPS unhealthy
-    steps (or never)."""
-    from rlhp.envs import envpool_env
+    """Preference episodes on the real 1000-step horizon (``tests/test_episodes.py`` checks
+    the wrapper's rules on both backends): no termination, every unhealthy step penalised
+    (by ``fall_penalty``), and a fallen body restarts after DOWN_STEPS unhealthy steps (or
+    never)."""
+    from rlhp.envs import episodes
 
-    def run(down_steps, steps=1010, fall_penalty=envpool_env.FALL_PENALTY):
-        env = envpool_env.make("hopper", B, seed=0, preference_episodes=True,
-                               down_steps=down_steps, fall_penalty=fall_penalty)
+    def run(down_steps, steps=1010, fall_penalty=episodes.FALL_PENALTY):
+        env = make_env("hopper", "envpool", B, seed=0, preference_episodes=True,
+                       down_steps=down_steps, fall_penalty=fall_penalty)
         step = jax.jit(env.step)
         state = env.reset(jax.random.PRNGKey(0))
         rng = np.random.default_rng(0)
@@ -86,7 +87,7 @@ def test_envpool_preference_episodes_restart_after_a_fall():
             out.append(jax.tree.map(np.asarray, s))
         return jax.tree.map(lambda *x: np.stack(x), *out)
 
-    s = run(envpool_env.DOWN_STEPS)
+    s = run(episodes.DOWN_STEPS)
     assert not s.terminated.any()
     # the horizon is 1000 steps whatever happened inside the episode
     assert s.truncated[999].all() and not s.truncated[:999].any()
@@ -95,6 +96,6 @@ def test_envpool_preference_episodes_restart_after_a_fall():
     # random actions fall within ~20 steps; with restarts they fall again and again
     starts = (np.abs(s.obs[:1000, :, 0] - 1.25) < 0.01) & (np.abs(s.obs[:1000, :, 5:]).max(-1) < 0.02)
     assert (starts.sum(0) >= 10).all()
-    assert (hurt.sum(0) >= 10 * envpool_env.DOWN_STEPS).all()
+    assert (hurt.sum(0) >= 10 * episodes.DOWN_STEPS).all()
     lying = run(0, steps=300, fall_penalty=100.0)  # without restarts the body stays down
     assert lying.reward[250:].max() < -95

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 
 from rlhp.envs.base import Env, EnvSpec, Step
-from rlhp.envs import brax_env, envpool_env, gridworld
+from rlhp.envs import brax_env, envpool_env, episodes, gridworld
 
 BACKENDS = ("gridworld", "brax", "envpool")
 TASKS = {
@@ -46,23 +46,26 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
 
 def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
              preference_episodes: bool = False,
-             down_steps: int = envpool_env.DOWN_STEPS,
-             fall_penalty: float = envpool_env.FALL_PENALTY) -> Env:
+             down_steps: int = episodes.DOWN_STEPS,
+             fall_penalty: float = episodes.FALL_PENALTY) -> Env:
     """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto").
 
-    ``preference_episodes``: the paper's treatment for preference runs (fixed horizon,
-    falling penalised instead of terminating, control costs hidden from the teacher);
-    evaluation always uses the standard task. ``down_steps`` (envpool): unhealthy steps a
-    fallen body lies before it restarts in preference episodes, and ``fall_penalty`` what each
-    unhealthy step costs there.
+    ``preference_episodes``: the paper's treatment for preference runs
+    (``rlhp.envs.episodes``: a fixed horizon, each unhealthy step costing ``fall_penalty``
+    instead of ending the episode, a fallen body restarting after ``down_steps`` unhealthy
+    steps, control costs hidden from the teacher), the same on brax and envpool; the
+    gridworld has no such episodes. Evaluation always uses the standard task.
     """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
         return gridworld.make(num_envs)
+    if preference_episodes:
+        task = (brax_env.task(name, num_envs) if backend == "brax"
+                else envpool_env.task(name, num_envs, seed=seed))
+        return episodes.preference_episodes(task, down_steps, fall_penalty)
     if backend == "brax":
-        return brax_env.make(name, num_envs, preference_episodes=preference_episodes)
-    return envpool_env.make(name, num_envs, seed=seed, preference_episodes=preference_episodes,
-                            down_steps=down_steps, fall_penalty=fall_penalty)
+        return brax_env.make(name, num_envs)
+    return envpool_env.make(name, num_envs, seed=seed)
 
 
 __all__ = ["Env", "EnvSpec", "Step", "EnvError", "make_env", "resolve_backend", "ENV_NAMES"]

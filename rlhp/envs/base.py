@@ -74,3 +74,43 @@ class Env:
     step: Callable[[Any, jax.Array], tuple[Any, Step]]
     obs: Callable[[Any], jax.Array]
     """``obs(state) -> [B, *obs_shape]``: the current observation held in a state."""
+
+
+@struct.dataclass
+class TaskStep:
+    """One step of a bare task (see ``Task``); all arrays have leading shape ``[B]``.
+
+    obs:        [B, *obs_shape] float32, the observation after the step.
+    seen:       [B] float32, the task's reward with its control cost added back: what a
+                person watching the body can judge (speed, uprightness), not the torques.
+    seen_lo:    [B] float32, what rounding ``seen`` to float32 dropped (``seen + seen_lo``
+                is the backend's float64 value; 0 where the backend computes in float32).
+    healthy:    [B] bool, the task's own health rule after the step (True for tasks
+                without one).
+    terminated: [B] bool, a terminal state of the task other than a fall (e.g. a
+                pendulum's pole past its limit).
+    """
+
+    obs: jax.Array
+    seen: jax.Array
+    seen_lo: jax.Array
+    healthy: jax.Array
+    terminated: jax.Array
+
+
+@dataclass(frozen=True)
+class Task:
+    """A backend's bare batched task, for wrappers that make their own episodes: no time
+    limit, no termination when unhealthy, no automatic reset.
+
+    ``reset(key) -> state``; ``step(state, action [B, *action_shape]) -> (state,
+    TaskStep)``; ``restart(state, mask [B] bool) -> state`` puts fresh start states
+    (fresh randomness, never a replayed start) where ``mask`` is set and leaves the others
+    as they are; ``obs(state) -> [B, *obs_shape]``.
+    """
+
+    spec: EnvSpec
+    reset: Callable[[jax.Array], Any]
+    step: Callable[[Any, jax.Array], tuple[Any, TaskStep]]
+    restart: Callable[[Any, jax.Array], Any]
+    obs: Callable[[Any], jax.Array]

@@ -16,7 +16,7 @@ import numpy as np
 from flax import struct
 from jax.experimental import io_callback
 
-from rlhp.envs.base import Env, EnvSpec, Step
+from rlhp.envs.base import Env, EnvSpec, Step, Task, TaskStep
 
 MUJOCO_IDS = {
     "hopper": "Hopper-v5",
@@ -36,98 +36,27 @@ MUJOCO_DT = {
 }
 
 
-# Tasks that end an episode when the body is unhealthy (fallen).
-HEALTHY_TASKS = ("hopper", "walker2d", "ant")
-# Reward per unhealthy step in preference episodes, on top of the withheld healthy bonus.
-FALL_PENALTY = 10.0
-# Preference episodes: after this many unhealthy steps since its last start, a fallen body
-# restarts from a fresh start state inside the same fixed-length episode (0: never; it
-# lies there until the time limit).
-DOWN_STEPS = 25
-
-
 @struct.dataclass
 class PoolState:
     obs: jax.Array          # [B, *obs_shape] float32
     needs_reset: jax.Array  # [B] bool: the previous step ended an episode
 
 
-def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = False,
-         down_steps: int = DOWN_STEPS, fall_penalty: float = FALL_PENALTY) -> Env:
-    """A pool of ``num_envs`` copies of MuJoCo task ``name``.
-
-    ``preference_episodes``: the paper's episodes for preference learning. No early
-    termination (every episode runs the full time limit, so its length leaks nothing about
-    the reward). Instead every step spent unhealthy costs ``FALL_PENALTY`` on top of the
-    healthy bonus the task withholds: the bonus alone (1 per step) is less than the forward
-    speed a hopper gains by diving, and a policy trained with it leans and slides, then
-    falls at once under the standard (terminating) evaluation. ``fall_penalty`` sets that
-    cost per unhealthy step. The reward the teacher sees
-    also leaves out the control cost, which a human cannot see.
-
-    A fallen body lies where it fell for ``down_steps`` unhealthy steps (each penalised),
-    then restarts from a fresh start state; the learner sees one continuing episode (no
-    termination, the 1000-step horizon unchanged). Without the restart (``down_steps=0``)
-    a policy that falls early spends the rest of the episode on the ground: most segments
-    then show two fallen bodies and teach nothing, and PPO on the teacher's own reward only
-    learned to stand after ~650k steps (~100k with the restart).
-    """
+def make(name: str, num_envs: int, seed: int = 0) -> Env:
+    """A pool of ``num_envs`` copies of MuJoCo task ``name``: the standard v5 task (its
+    reward, its termination when unhealthy, its time limit; the pool auto-resets)."""
     import envpool
 
-    no_falls = preference_episodes and name in HEALTHY_TASKS
-    restart = no_falls and down_steps > 0
-    kwargs = {"terminate_when_unhealthy": False} if no_falls else {}
-    horizon = int(envpool.make_spec(MUJOCO_IDS[name]).config.max_episode_steps)
-    if restart:  # the episode clock is ours: restarting one env must not restart it
-        kwargs["max_episode_steps"] = 1 << 30
-    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs,
-                        seed=seed, **kwargs)
-    ctrl_cost = float(getattr(pool.spec.config, "ctrl_cost_weight", 0.0)) if preference_episodes else 0.0
-    space = pool.action_space
-    obs_shape = tuple(pool.observation_space.shape)
-    spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
-                   action_shape=tuple(space.shape), num_actions=0,
-                   max_episode_steps=horizon,
-                   dt=MUJOCO_DT[name], vmappable=False)
-    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
-    obs_struct = jax.ShapeDtypeStruct((num_envs, *obs_shape), jnp.float32)
+    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs, seed=seed)
+    spec, low, high, obs_struct = pool_facts(name, pool, num_envs)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
     rew = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
 
-    # Host-side episode clock for restarts (the pool's own clock restarts at each reset).
-    clock = {"t": np.zeros(num_envs, np.int64), "pending": np.zeros(num_envs, bool),
-             "unhealthy": np.zeros(num_envs, np.int64)}
-
     def host_reset(_):
-        obs, _info = pool.reset()
-        for v in clock.values():
-            v[:] = 0
-        return obs.astype(np.float32)
+        return pool.reset()[0].astype(np.float32)
 
     def host_step(action):
-        action = np.asarray(action, space.dtype)
-        obs, reward, term, trunc, info = pool.step(action)
-        if preference_episodes:
-            reward = reward + ctrl_cost * np.sum(action**2, -1)
-        if not no_falls:
-            return obs.astype(np.float32), reward.astype(np.float32), term, trunc
-        # the healthy bonus was withheld: what is left beside the forward speed
-        speed = info.get("x_velocity", np.zeros(num_envs))
-        unhealthy = reward - speed < 0.5
-        reward = reward - fall_penalty * unhealthy
-        if restart:
-            pending = clock["pending"]  # ended by our clock: this step starts a new episode
-            valid = ~pending
-            clock["t"] = np.where(valid, clock["t"] + 1, 0)
-            trunc = valid & (clock["t"] >= horizon)
-            clock["unhealthy"] = np.where(valid, clock["unhealthy"] + unhealthy, 0)
-            again = ((clock["unhealthy"] >= down_steps) & ~trunc) | pending
-            if again.any():
-                ids = np.flatnonzero(again).astype(np.int32)
-                obs = obs.copy()
-                obs[ids] = pool.reset(ids)[0]
-                clock["unhealthy"][again] = 0
-            clock["pending"] = trunc
+        obs, reward, term, trunc, _info = pool.step(np.asarray(action, pool.action_space.dtype))
         return obs.astype(np.float32), reward.astype(np.float32), term, trunc
 
     def reset(key: jax.Array) -> PoolState:
@@ -136,12 +65,124 @@ def make(name: str, num_envs: int, seed: int = 0, preference_episodes: bool = Fa
 
     def step(state: PoolState, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
-        action = jnp.clip(action, low, high)
         obs, reward, term, trunc = io_callback(
-            host_step, (obs_struct, rew, flag, flag), action, ordered=True)
+            host_step, (obs_struct, rew, flag, flag), jnp.clip(action, low, high), ordered=True)
         valid = ~state.needs_reset
         step = Step(obs=obs, reward=jnp.where(valid, reward, 0.0),
                     terminated=term & valid, truncated=trunc & valid, valid=valid)
         return PoolState(obs, step.terminated | step.truncated), step
 
     return Env(spec, reset, step, lambda s: s.obs)
+
+
+def task(name: str, num_envs: int, seed: int = 0) -> Task:
+    """The bare task (``rlhp.envs.base.Task``) of a pool of ``num_envs`` copies of
+    ``name``: the pool never ends an episode itself (no termination when unhealthy, no
+    time limit of its own); ``restart`` resets the masked envs through the host
+    (``pool.reset(ids)``), only on steps where some env restarts. The health rule is the
+    v5 task's own, read from the observation in JAX (``health_rule``); the reward with the
+    control cost added back is computed in float64 on the host, as envpool computes."""
+    import envpool
+
+    kwargs = {"terminate_when_unhealthy": False} if name in HEALTH_RULES else {}
+    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs, seed=seed,
+                        max_episode_steps=1 << 30, **kwargs)
+    spec, low, high, obs_struct = pool_facts(name, pool, num_envs)
+    ctrl_cost = float(getattr(pool.spec.config, "ctrl_cost_weight", 0.0))
+    healthy = health_rule(name, pool.spec.config)
+    vec = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
+    flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
+
+    def host_reset(_):
+        return pool.reset()[0].astype(np.float32)
+
+    def host_step(action):
+        action = np.asarray(action, pool.action_space.dtype)
+        obs, reward, term, _trunc, _info = pool.step(action)
+        seen = reward + ctrl_cost * np.sum(action**2, -1)  # float64
+        hi = seen.astype(np.float32)
+        return obs.astype(np.float32), hi, (seen - hi).astype(np.float32), term
+
+    def host_restart(mask):
+        obs = np.zeros(obs_struct.shape, np.float32)
+        ids = np.flatnonzero(mask).astype(np.int32)
+        obs[ids] = pool.reset(ids)[0]
+        return obs
+
+    def reset(key: jax.Array) -> jax.Array:
+        return io_callback(host_reset, obs_struct, key, ordered=True)
+
+    def step(obs: jax.Array, action: jax.Array):
+        assert action.shape == (num_envs, *spec.action_shape), action.shape
+        obs, seen, seen_lo, term = io_callback(
+            host_step, (obs_struct, vec, vec, flag), jnp.clip(action, low, high), ordered=True)
+        return obs, TaskStep(obs=obs, seen=seen, seen_lo=seen_lo, healthy=healthy(obs),
+                             terminated=term)
+
+    def restart(obs: jax.Array, mask: jax.Array) -> jax.Array:
+        fresh = jax.lax.cond(
+            mask.any(), lambda m: io_callback(host_restart, obs_struct, m, ordered=True),
+            lambda m: jnp.zeros(obs_struct.shape, jnp.float32), mask)
+        return jnp.where(mask[:, None], fresh, obs)
+
+    return Task(spec, reset, step, restart, lambda obs: obs)
+
+
+def pool_facts(name: str, pool, num_envs: int):
+    """``(spec, action low, action high, obs ShapeDtypeStruct)`` of ``pool``; the spec's
+    time limit is the standard task's."""
+    import envpool
+
+    space = pool.action_space
+    obs_shape = tuple(pool.observation_space.shape)
+    horizon = int(envpool.make_spec(MUJOCO_IDS[name]).config.max_episode_steps)
+    spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
+                   action_shape=tuple(space.shape), num_actions=0, max_episode_steps=horizon,
+                   dt=MUJOCO_DT[name], vmappable=False)
+    return (spec, np.asarray(space.low, np.float32), np.asarray(space.high, np.float32),
+            jax.ShapeDtypeStruct((num_envs, *obs_shape), jnp.float32))
+
+
+def hopper_health(c):
+    """Hopper-v5: torso z above ``healthy_z_min``, torso angle and every other entry of
+    ``qpos[2:] ++ qvel`` strictly inside their ranges. The observation is ``qpos[1:] ++
+    qvel`` with velocities clipped to +-10, so the +-100 velocity bound never binds here
+    (only a body spinning faster than 100 rad/s would tell the two apart)."""
+    def healthy(obs):
+        z, angle, state = obs[:, 0], obs[:, 1], obs[:, 1:]
+        return ((z > c.healthy_z_min) & (angle > c.healthy_angle_min)
+                & (angle < c.healthy_angle_max)
+                & jnp.all((state > c.healthy_state_min) & (state < c.healthy_state_max), -1))
+    return healthy
+
+
+def walker2d_health(c):
+    """Walker2d-v5: torso z and angle (``obs[0]``, ``obs[1]`` = ``qpos[1:3]``) inside
+    their closed ranges."""
+    def healthy(obs):
+        z, angle = obs[:, 0], obs[:, 1]
+        return ((z >= c.healthy_z_min) & (z <= c.healthy_z_max)
+                & (angle >= c.healthy_angle_min) & (angle <= c.healthy_angle_max))
+    return healthy
+
+
+def ant_health(c):
+    """Ant-v5: torso z (``obs[0]`` = ``qpos[2]``, x and y being excluded) inside its
+    closed range and a finite state."""
+    def healthy(obs):
+        z = obs[:, 0]
+        return (z >= c.healthy_z_min) & (z <= c.healthy_z_max) & jnp.isfinite(obs).all(-1)
+    return healthy
+
+
+# The v5 tasks that end an episode when the body is unhealthy, and their health rule as a
+# function of the pool's config (envpool's ``IsHealthy``, the same as gymnasium's).
+HEALTH_RULES = {"hopper": hopper_health, "walker2d": walker2d_health, "ant": ant_health}
+
+
+def health_rule(name: str, config):
+    """``healthy(obs [B, *obs_shape]) -> [B] bool``: task ``name``'s own health rule with
+    the ranges of ``config`` (a pool spec's config); always True for tasks without one."""
+    if name in HEALTH_RULES:
+        return HEALTH_RULES[name](config)
+    return lambda obs: jnp.ones(obs.shape[0], bool)
