@@ -166,6 +166,10 @@ def fresh_metrics(*fresh: FreshLabels) -> dict:
     """r-hat against the teacher on this iteration's fresh pairs (queries and audits, none
     of them fit yet, ties excluded): how many were judged, how many r-hat ordered as the
     teacher did, and that share (NaN with none)."""
+    if not fresh:  # an offline run without audit labels
+        zero = jnp.zeros((), jnp.int32)
+        return dict(reward_fresh_labels=zero, reward_fresh_correct=zero,
+                    reward_fresh_accuracy=jnp.float32(jnp.nan))
     judged = jnp.concatenate([f.judged for f in fresh])
     correct = (jnp.concatenate([f.correct for f in fresh]) & judged).sum()
     n = judged.sum()
@@ -306,12 +310,10 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         audit labels, on the segments of the policy now)."""
         key, _, k_fit = jax.random.split(state.key, 3)
         diag = learner.split_losses(state.pref, k_fit)
-        metrics = judge(state.pref, diag, judged, ro)
         if cfg.audit_labels:
-            pref = keep_segments(learner, state.pref, ro)
-            state = state.replace(pref=pref)
-            metrics.update(fresh_metrics(*audit(state, pref, dyn)))
-        return state.replace(key=key), metrics
+            state = state.replace(pref=keep_segments(learner, state.pref, ro))
+        metrics = judge(state.pref, diag, judged, ro)
+        return state.replace(key=key), {**metrics, **fresh_metrics(*audit(state, state.pref, dyn))}
 
     def judge(pref, diag, judged, ro):
         r_hat, spread = judged
