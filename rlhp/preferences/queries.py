@@ -91,7 +91,7 @@ def kcenter(features, centers, center_ok, k: int):
     far = jnp.where(center_ok[None, :], squared_distances(features, centers), jnp.inf).min(-1)
 
     def pick(nearest, _):
-        i = jnp.argmax(nearest)
+        i = jnp.argmax(nearest).astype(jnp.int32)  # as top_k's (int64 argmax under x64)
         nearest = jnp.minimum(nearest, squared_distances(features, features[i][None])[:, 0])
         return nearest.at[i].set(-jnp.inf), i  # never picked twice
 
