@@ -5,6 +5,11 @@ give how well the learned reward recovers the hidden one (``reward_match``) and 
 its optimal policy is the true one (``optimal_policy``), mean and range over seeds, with
 the offline ablation (every label from the initial policy) beside the online runs.
 
+Every run also answers ``--audit-labels`` random fresh pairs per iteration (never stored:
+the runs are the same with or without them), so each has r-hat's fresh accuracy over
+time; ``gridworld_fresh.{md,png}`` give when its running value crosses the alarm
+threshold, offline against online.
+
     python -m experiments.gridworld_sweep --out experiments/results
 """
 from __future__ import annotations
@@ -16,17 +21,29 @@ from pathlib import Path
 
 import numpy as np
 
-QUERIES = ("random", "disagreement")
+QUERIES = ("random", "disagreement", "kcenter", "kcenter-disagreement", "bald")
+STYLES = {"disagreement": "C0-o", "random": "C1-s", "kcenter": "C3-v",
+          "kcenter-disagreement": "C4-D", "bald": "C5-P"}
 
 
-def score(result) -> list[dict]:
+def score(result, cfg) -> list[dict]:
+    """One row per run: its scores, and its fresh accuracy over time with the alarm."""
     from rlhp.outputs import report
+    from rlhp.preferences import fresh
+    metrics = result.metrics
+    running = fresh.running_accuracy(metrics["reward_fresh_correct"],
+                                     metrics["reward_fresh_labels"], cfg.fresh_window)
     rows = []
     for i, run in enumerate(result.runs):
         m = report.task_metrics(result.trainer, result.state(i))
+        alarm = fresh.first_alarm(running[i], cfg.fresh_alarm)
         rows.append({**run, "reward_match": m["reward_match"], "optimal_policy": m["optimal_policy"],
                      "policy_optimal": m["policy_optimal"],
-                     "reward_val_accuracy": float(result.metrics["reward_val_accuracy"][i, -1])})
+                     "reward_val_accuracy": float(metrics["reward_val_accuracy"][i, -1]),
+                     "fresh_running": [None if np.isnan(x) else float(x) for x in running[i]],
+                     "fresh_min": float(np.nanmin(running[i])) if np.isfinite(running[i]).any() else None,
+                     "fresh_alarm_env_steps": None if alarm is None else
+                     int(metrics["env_steps"][i, alarm])})
     return rows
 
 
@@ -49,28 +66,78 @@ def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, k in zip(axes, ("reward_match", "optimal_policy")):
-        for (offline, query), style in {(False, "disagreement"): "C0-o", (False, "random"): "C1-s",
-                                        (True, "disagreement"): "C2--^"}.items():
-            rs = [s for s in summary if s["offline"] == offline and s["query"] == query]
-            if not rs:
-                continue
-            x = [s["labels"] for s in rs]
-            ax.plot(x, [s[f"{k}_mean"] for s in rs], style,
-                    label=f"{'offline' if offline else 'online'}, {query}")
-            ax.fill_between(x, [s[f"{k}_min"] for s in rs], [s[f"{k}_max"] for s in rs],
-                            color=style[:2], alpha=0.15)
+        for offline in (False, True):
+            for query, style in STYLES.items():
+                rs = [s for s in summary if s["offline"] == offline and s["query"] == query]
+                if not rs:
+                    continue
+                style = "C2--^" if offline else style
+                x = [s["labels"] for s in rs]
+                ax.plot(x, [s[f"{k}_mean"] for s in rs], style,
+                        label=f"{'offline' if offline else 'online'}, {query}")
+                ax.fill_between(x, [s[f"{k}_min"] for s in rs], [s[f"{k}_max"] for s in rs],
+                                color=style[:2], alpha=0.1)
         budgets = sorted({s["labels"] for s in summary})
         ax.set(xscale="log", xlabel="labels (oracle)", ylabel=k, ylim=(0, 1.02),
                title=f"gridworld: {k} (mean, min-max over seeds)")
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.minorticks_off()
         ax.axhline(0.9, color="grey", lw=0.5)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def fresh_runs(rows: list[dict], labels: int) -> list[dict]:
+    """The runs at ``labels`` that have a fresh-accuracy trace, offline first."""
+    return sorted((r for r in rows if r["labels"] == labels and r.get("fresh_running")),
+                  key=lambda r: (not r["offline"], r["query"], r["seed"]))
+
+
+def plot_fresh(rows: list[dict], labels: int, threshold: float, steps_per_iteration: int,
+               path: Path) -> None:
+    """Running fresh accuracy over env steps of every run at ``labels``: offline against
+    the online schemes, with the alarm threshold."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    seen = set()
+    for r in fresh_runs(rows, labels):
+        y = np.array([np.nan if v is None else v for v in r["fresh_running"]])
+        x = steps_per_iteration * np.arange(1, len(y) + 1)
+        name = "offline, disagreement" if r["offline"] else f"online, {r['query']}"
+        color = "C2" if r["offline"] else STYLES[r["query"]][:2]
+        ax.plot(x, y, color=color, lw=1.6 if r["offline"] else 0.8,
+                label=None if name in seen else name)
+        seen.add(name)
+    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"alarm threshold {threshold:g}")
+    ax.set(xlabel="env steps", ylabel="running fresh accuracy", ylim=(0, 1.02),
+           title=f"gridworld, {labels} labels: r-hat against the teacher on fresh pairs")
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fresh_markdown(rows: list[dict], labels: int, threshold: float) -> str:
+    lines = ["| mode | query | seed | alarm at env step | lowest running fresh accuracy | final |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in fresh_runs(rows, labels):
+        final = next((v for v in reversed(r["fresh_running"]) if v is not None), None)
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)
+        lines.append(f"| {'offline' if r['offline'] else 'online'} | {r['query']} | {r['seed']} | "
+                     f"{fmt(r['fresh_alarm_env_steps'], ',')} | {fmt(r['fresh_min'], '.3f')} | "
+                     f"{fmt(final, '.3f')} |")
+    for offline in (True, False):
+        rs = [r for r in fresh_runs(rows, labels) if r["offline"] == offline]
+        lines.append(f"\n{'offline' if offline else 'online'}: the alarm (running fresh accuracy "
+                     f"< {threshold:g}) fired in {sum(r['fresh_alarm_env_steps'] is not None for r in rs)}"
+                     f" of {len(rs)} runs")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(summary: list[dict]) -> str:
@@ -89,27 +156,52 @@ def main(argv=None):
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--labels", default="25,50,100,200")
+    p.add_argument("--queries", default=",".join(QUERIES), help="online query schemes")
+    p.add_argument("--offline-queries", default="disagreement",
+                   help="query schemes of the offline ablation ('' for none)")
+    p.add_argument("--offline-labels", default=None,
+                   help="label budgets of the offline ablation (default: --labels)")
+    p.add_argument("--audit-labels", type=int, default=8,
+                   help="audit labels per iteration in every run (they change no run)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of OUT/gridworld_sweep.json this call does not re-run")
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
     args = p.parse_args(argv)
     from rlhp.presets import preset
     from rlhp.sweep import sweep
 
-    budgets = [int(b) for b in args.labels.split(",")]
+    split = lambda text, kind: [kind(x) for x in text.split(",") if x]
     seeds = list(range(args.seeds))
-    rows, t0 = [], time.time()
-    for offline, queries in ((False, QUERIES), (True, ("disagreement",))):
-        cfg = preset("gridworld", offline=offline, total_steps=args.steps)
-        result = sweep(cfg, seeds, labels=budgets, query=list(queries))
-        rows += [{**r, "offline": offline} for r in score(result)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "gridworld_sweep.json"
+    programs = [(True, split(args.offline_queries, str),
+                 split(args.offline_labels or args.labels, int)),
+                (False, split(args.queries, str), split(args.labels, int))]
+    rerun = {(offline, q, b) for offline, qs, bs in programs for q in qs for b in bs}
+    rows = [r for r in json.loads(path.read_text())["runs"]
+            if (r["offline"], r["query"], r["labels"]) not in rerun] \
+        if args.merge and path.exists() else []
+    t0 = time.time()
+    for offline, queries, budgets in programs:
+        if not queries:
+            continue
+        cfg = preset("gridworld", offline=offline, total_steps=args.steps,
+                     audit_labels=args.audit_labels)
+        result = sweep(cfg, seeds, labels=budgets, query=queries)
+        rows += [{**r, "offline": offline} for r in score(result, cfg)]
+        path.write_text(json.dumps({"runs": rows}, indent=1))  # kept if what follows fails
         print(f"{'offline' if offline else 'online'}: {len(result.runs)} runs in one program, "
               f"{time.time() - t0:.0f} s so far", flush=True)
     summary = summarise(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gridworld_sweep.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=1))
+    path.write_text(json.dumps({"runs": rows, "summary": summary}, indent=1))
     (out / "gridworld_sweep.md").write_text(markdown(summary))
     plot(summary, out / "gridworld_sweep.png")
+    top, cfg = max(r["labels"] for r in rows), preset("gridworld")
+    (out / "gridworld_fresh.md").write_text(fresh_markdown(rows, top, cfg.fresh_alarm))
+    plot_fresh(rows, top, cfg.fresh_alarm, cfg.batch_size, out / "gridworld_fresh.png")
     print(markdown(summary))
+    print(fresh_markdown(rows, top, cfg.fresh_alarm))
     return summary
 
 

@@ -193,6 +193,16 @@ class QueryConfig:
     explore_steps: int = setting(
         0, "env steps (whole iterations, counted in total_steps) of state-entropy "
         "exploration before the up-front labels (0: none)", low=0, high=INT32_MAX)
+    audit_labels: int = setting(
+        0, "extra random pairs of the policy's current clips per iteration that the synthetic "
+        "teacher answers to measure r-hat's fresh accuracy; never stored nor fit, not counted "
+        "in the budget", low=0, high=2**16)
+    fresh_window: int = setting(20, "iterations the running fresh accuracy (r-hat against "
+                                "the teacher on pairs it was not fit on) pools", low=1,
+                                high=INT32_MAX)
+    fresh_alarm: float = probability(
+        0.6, "warn once when the running fresh accuracy falls below this: r-hat disagrees "
+        "with the teacher on the policy's current clips (0: never)")
 
 
 @section("teacher")

@@ -21,12 +21,13 @@ from pathlib import Path
 from rlhp.config import FIELDS, SECTION_OF, Config, ConfigError, allowed
 from rlhp.envs import EnvError, resolve_backend
 from rlhp.outputs.tracking import WANDB_MODES, finite_or_none
+from rlhp.preferences import fresh
 from rlhp.presets import preset
 
 # Flags that set a config field (flag dest -> Config field); None means "not given".
 CONFIG_FLAGS = {"env": "env", "backend": "backend", "steps": "total_steps", "seed": "seed",
                 "reward": "reward", "labels": "labels", "teacher": "teacher", "query": "query",
-                "offline": "offline", "num_envs": "num_envs"}
+                "offline": "offline", "num_envs": "num_envs", "audit_labels": "audit_labels"}
 FLAG_OF = {field: "--" + dest.replace("_", "-") for dest, field in CONFIG_FLAGS.items()}
 # Fields only a learned reward reads: setting one in a run without r-hat is an error.
 LEARNED_ONLY = tuple(name for name, sec in SECTION_OF.items()
@@ -80,7 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "the preference episodes)")
     p.add_argument("--labels", type=field_int("labels"), help="label budget (default: preset)")
     p.add_argument("--teacher", help="oracle (default), noisy, mistake, skip, equal, myopic")
-    p.add_argument("--query", help="disagreement (default), random or entropy")
+    p.add_argument("--query", help="disagreement (default), random, entropy, kcenter, "
+                   "kcenter-disagreement or bald")
+    p.add_argument("--audit-labels", type=field_int("audit_labels"), metavar="N",
+                   help="N extra fresh pairs per iteration answered by the synthetic teacher "
+                   "to measure r-hat's fresh accuracy, never stored (default 0)")
     p.add_argument("--offline", action="store_true", default=None,
                    help="ask every label from the initial policy, then freeze the reward model")
     p.add_argument("--num-envs", type=field_int("num_envs"), help="parallel envs B (default: preset)")
@@ -291,12 +296,42 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
     return trainer, ckpt, restored
 
 
-def progress_text(row: dict, budget: int, sps: float, last_return: float) -> str:
+def progress_text(row: dict, budget: int, sps: float, last_return: float,
+                  alarmed: bool = False) -> str:
     parts = [f"{sps:,.0f} steps/s", f"return {last_return:,.1f}"]
     if row.get("labels") is not None:
         parts += [f"r-hat {row['predicted_reward']:.2f}", f"labels {row['labels']:.0f}/{budget}",
                   f"acc {row['reward_val_accuracy'] or float('nan'):.2f}"]
+        running = row.get("reward_fresh_accuracy_window")
+        if running is not None or alarmed:
+            parts.append(f"fresh {running if running is not None else float('nan'):.2f}"
+                         + (" (r-hat disagrees)" if alarmed else ""))
     return " | ".join(parts)
+
+
+class FreshAlarm:
+    """The running fresh accuracy of a run's rows and its alarm: ``add(rows)`` puts
+    ``reward_fresh_accuracy_window`` into each new row and returns the alarm's text the
+    first time the running accuracy falls below ``threshold`` (None otherwise); ``row``
+    is the first row below it (rows restored on resume included)."""
+
+    def __init__(self, window: int, threshold: float, rows: list[dict]):
+        self.window, self.threshold, self.rows = window, threshold, list(rows)
+        at = fresh.first_alarm(fresh.from_rows(self.rows, window), threshold)
+        self.row = None if at is None else self.rows[at]
+
+    def add(self, rows: list[dict]) -> str | None:
+        self.rows += rows
+        running = fresh.from_rows(self.rows, self.window)[-len(rows):]
+        for row, value in zip(rows, running):
+            row["reward_fresh_accuracy_window"] = finite_or_none(value)
+        at = fresh.first_alarm(running, self.threshold)
+        if self.row is not None or at is None:
+            return None
+        self.row = rows[at]
+        return (f"warning: {fresh.ALARM} (running fresh accuracy "
+                f"{self.row['reward_fresh_accuracy_window']:.2f} < {self.threshold:g} at "
+                f"iteration {self.row['iteration']}, env step {self.row['env_steps']:,.0f})")
 
 
 def duration(seconds: float) -> str:
@@ -462,6 +497,8 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         status = StatusLines(cfg.env, cfg.steps, it * cfg.batch_size)
         status.say(f"training from step {it * cfg.batch_size:,} (compiled in "
                    f"{duration(time.time() - t_start)})")
+    learned = cfg.reward == "learned"
+    alarm = FreshAlarm(cfg.fresh_window, cfg.fresh_alarm, log.rows)
     with Progress(*columns, disable=status is not None) as progress:
         task = progress.add_task(cfg.env, total=cfg.steps, completed=it * cfg.batch_size, info="")
         while it < n_iter:
@@ -470,7 +507,10 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
             wall = time.time() - t_start
             rows = [{"iteration": it + j + 1, **{k: finite_or_none(v[j]) for k, v in metrics.items()},
                      "wall_seconds": wall} for j in range(C)]
+            warning = alarm.add(rows) if learned else None
             log.write(rows)
+            if warning:
+                (status.say if status else progress.console.print)(warning)
             bad = [name for name, ok in jax.device_get(check(new_state)).items() if not ok]
             if bad:
                 if ckpt.latest() != it:
@@ -495,7 +535,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                 ckpt.save(it, state, meta)
                 last_save = time.time()
             sps = it * cfg.batch_size / max(meta["train_seconds"], 1e-9)
-            info = progress_text(rows[-1], cfg.labels, sps, last_return)
+            info = progress_text(rows[-1], cfg.labels, sps, last_return, alarm.row is not None)
             progress.update(task, completed=it * cfg.batch_size, info=info)
             if status:
                 status.update(it * cfg.batch_size, info, sps)
@@ -512,7 +552,6 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     returns, _ = jax.jit(lambda s, k: evaluate(trainer, eval_env, s, k))(
         state, jax.random.PRNGKey(cfg.seed + 1))
     returns = np.asarray(returns)
-    learned = cfg.reward == "learned"
     summary = {
         "env": cfg.env, "backend": trainer.env.spec.backend, "seed": cfg.seed, "steps": cfg.steps,
         "labels": int(last["labels"]) if learned else 0,
@@ -525,6 +564,11 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         "reward_val_accuracy": last.get("reward_val_accuracy"),
         "reward_true_corr": last.get("reward_true_corr"),
         "labels_per_second": last["labels"] / train_seconds if learned else None,
+        "reward_fresh_accuracy": last.get("reward_fresh_accuracy_window"),
+        "reward_fresh_labels": int(sum(r.get("reward_fresh_labels") or 0 for r in log.rows))
+        if learned else None,
+        "fresh_alarm_iteration": alarm.row["iteration"] if alarm.row else None,
+        "fresh_alarm_env_steps": alarm.row["env_steps"] if alarm.row else None,
         "resumed": bool(resume and restored),
     }
     summary.update(report.task_metrics(trainer, state))

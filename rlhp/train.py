@@ -24,7 +24,11 @@ from rlhp.agents.ppo import masked_mean
 from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
 from rlhp.preferences import reward_model, schedule
-from rlhp.preferences.learner import PrefState, RewardLearner
+from rlhp.preferences.learner import FreshLabels, PrefState, RewardLearner
+
+AUDIT_STREAM = 0xA0D17
+"""Audit labels draw their keys by ``fold_in(key, AUDIT_STREAM)``, off the training step's
+key stream: with or without them, every other draw is the same."""
 
 
 @struct.dataclass
@@ -158,6 +162,21 @@ def reward_metrics(pref: PrefState, diag, r_hat, step: Step, spread=None) -> dic
     return metrics
 
 
+def fresh_metrics(*fresh: FreshLabels) -> dict:
+    """r-hat against the teacher on this iteration's fresh pairs (queries and audits, none
+    of them fit yet, ties excluded): how many were judged, how many r-hat ordered as the
+    teacher did, and that share (NaN with none)."""
+    if not fresh:  # an offline run without audit labels
+        zero = jnp.zeros((), jnp.int32)
+        return dict(reward_fresh_labels=zero, reward_fresh_correct=zero,
+                    reward_fresh_accuracy=jnp.float32(jnp.nan))
+    judged = jnp.concatenate([f.judged for f in fresh])
+    correct = (jnp.concatenate([f.correct for f in fresh]) & judged).sum()
+    n = judged.sum()
+    return dict(reward_fresh_labels=n, reward_fresh_correct=correct,
+                reward_fresh_accuracy=jnp.where(n > 0, correct / jnp.maximum(n, 1), jnp.nan))
+
+
 def make_train(cfg: Config, env: Env) -> Trainer:
     spec, B, T = env.spec, cfg.num_envs, cfg.rollout_length
     assert spec.num_envs == B, (spec.num_envs, B)
@@ -176,7 +195,9 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     # A person answers on the host between chunks (rlhp.human.teacher): nothing is asked
     # on device, the step only keeps segments and fits the database it is given.
     if cfg.teacher == "human":
-        ask = lambda pref, key, k_max, k, scheme, teacher: pref
+        def ask(pref, key, k_max, k, scheme, teacher):
+            nothing = jnp.zeros(k_max, bool)
+            return pref, FreshLabels(correct=nothing, judged=nothing)
     else:
         ask = learner.ask if learner else None
 
@@ -250,8 +271,9 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
         pref = state.pref.replace(obs_stats=state.obs_stats)
         key, k_ask, k_fit = jax.random.split(state.key, 3)
-        pref = ask(pref, k_ask, cfg.upfront_labels, jnp.round(dyn.upfront_fraction * dyn.labels),
-                   dyn.query, dyn.teacher_params())
+        pref, _ = ask(pref, k_ask, cfg.upfront_labels,
+                              jnp.round(dyn.upfront_fraction * dyn.labels), dyn.query,
+                              dyn.teacher_params())
         pref = learner.fit_in_rounds(pref, k_fit, cfg.pretrain_updates, cfg.pretrain_rounds,
                                      dyn.reward_lr)
         return state.replace(pref=freeze(pref, dyn.reward_std), key=key)
@@ -267,6 +289,13 @@ def make_train(cfg: Config, env: Env) -> Trainer:
     def env_reward(state: TrainState, ro: Rollout, dyn: Dynamic):
         return state, ro.step.reward, None
 
+    # Audit labels (chosen once): extra fresh pairs judged, never stored.
+    def audit(state: TrainState, pref: PrefState, dyn: Dynamic) -> tuple:
+        if not cfg.audit_labels:
+            return ()
+        return (learner.audit(pref, jax.random.fold_in(state.key, AUDIT_STREAM),
+                              cfg.audit_labels, dyn.teacher_params()),)
+
     # The preference step (chosen once): online, frozen (offline), or none.
     def learn_online(state: TrainState, ro: Rollout, judged, dyn: Dynamic):
         """Segments in, the labels due asked of the teacher, the ensemble fit to the
@@ -278,15 +307,22 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         due = schedule.labels_due(env_steps, cfg.rl_steps, dyn.labels, dyn.upfront_fraction,
                                   cfg.label_horizon)
         k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
-        pref = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query, dyn.teacher_params())
+        audited = audit(state, pref, dyn)
+        pref, fresh = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
+                                  dyn.teacher_params())
         pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
-        return state.replace(pref=pref, key=key), judge(pref, diag, judged, ro)
+        return (state.replace(pref=pref, key=key),
+                {**judge(pref, diag, judged, ro), **fresh_metrics(fresh, *audited)})
 
     def learn_nothing(state: TrainState, ro: Rollout, judged, dyn: Dynamic):
-        """Offline: the reward model stays as pretraining left it; only its figures."""
+        """Offline: the reward model stays as pretraining left it; only its figures (with
+        audit labels, on the segments of the policy now)."""
         key, _, k_fit = jax.random.split(state.key, 3)
         diag = learner.split_losses(state.pref, k_fit)
-        return state.replace(key=key), judge(state.pref, diag, judged, ro)
+        if cfg.audit_labels:
+            state = state.replace(pref=keep_segments(learner, state.pref, ro))
+        metrics = judge(state.pref, diag, judged, ro)
+        return state.replace(key=key), {**metrics, **fresh_metrics(*audit(state, state.pref, dyn))}
 
     def judge(pref, diag, judged, ro):
         r_hat, spread = judged

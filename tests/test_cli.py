@@ -99,12 +99,13 @@ def test_steps_not_a_multiple_of_the_chunk_run_in_full(tmp_path):
     assert json.loads((out / "summary.json").read_text())["steps"] == 15360
 
 
-def test_tiny_learned_run_reports_labels(tmp_path):
+def test_tiny_learned_run_reports_labels(tmp_path, capsys):
     """A learned run whose first 3 of 10 iterations explore: the labels (all asked after
     exploration) still come to exactly the budget, and the log starts after exploration."""
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
-                     "--query=entropy", "--set", "explore_steps=3072", "--wandb=disabled",
+                     "--query=kcenter", "--audit-labels=4", "--set", "explore_steps=3072",
+                     "--set", "fresh_alarm=1.0", "--wandb=disabled",
                      "--no-video", f"--run-dir={out}"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reward"] == "learned" and summary["labels"] == 30
@@ -112,7 +113,18 @@ def test_tiny_learned_run_reports_labels(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(4, 11))
     assert rows[0]["labels"] < 30 and rows[-1]["labels"] == 30
-    assert summary["teacher"] == "mistake" and summary["query"] == "entropy"
+    assert summary["teacher"] == "mistake" and summary["query"] == "kcenter"
+    # fresh pairs (queries and 4 audits per iteration) judged in every iteration; the
+    # mistake teacher flips 10% of answers, so at threshold 1.0 the alarm fires, once
+    fresh = [r["reward_fresh_labels"] for r in rows]
+    assert sum(fresh) == summary["reward_fresh_labels"] > 0 and max(fresh) <= 4 + 30
+    windows = [r["reward_fresh_accuracy_window"] for r in rows]
+    assert summary["reward_fresh_accuracy"] == windows[-1] and 0 <= windows[-1] < 1
+    at = summary["fresh_alarm_iteration"]
+    assert windows[at - 4] < 1 and all(w is None or w == 1 for w in windows[:at - 4])
+    assert summary["fresh_alarm_env_steps"] == 1024 * at
+    warned = [line for line in capsys.readouterr().err.splitlines() if "r-hat disagrees" in line]
+    assert len(warned) == 1 and f"at iteration {at}," in warned[0], warned
     labels = [r["labels"] for r in rows]
     assert labels == sorted(labels)
     # the mistake teacher answers every query (wrongly at times): each one is in the database

@@ -149,3 +149,19 @@ def test_gridworld_oracle_learns_the_hidden_reward(gridworld_oracle):
     assert np.asarray(metrics["reward_true_corr"])[:, -1].mean() > 0.5
     # and the policy, which only ever saw r-hat, earns true reward: random scores ~0.7
     assert np.nanmean(np.asarray(metrics["true_return"])[:, -10:]) > 5
+
+
+def test_audit_labels_never_change_the_policy_or_reward_model_update(upfront):
+    """Audit labels draw their keys off the step's stream and are never stored: a step
+    that asks labels and fits r-hat (a larger budget than the up-front one, so two are due)
+    ends in the same state bit for bit with four audit labels as without, while the
+    audit's pairs are judged."""
+    cfg, env, dyn, state, _ = upfront
+    dyn = dyn.replace(labels=dyn.labels * 2)
+    (sa, ma), (sb, mb) = (jax.jit(make_train(cfg.replace(audit_labels=n), env).train_step)(state, dyn)
+                          for n in (0, 4))
+    chex.assert_trees_all_equal(sa, sb)
+    assert float(ma["labels"]) == float(mb["labels"]) == 42.0  # two queries asked
+    assert float(mb["reward_fresh_labels"]) > float(ma["reward_fresh_labels"])
+    for m, most in ((ma, 2), (mb, 2 + 4)):  # ties and skips are not judged
+        assert 0 <= float(m["reward_fresh_correct"]) <= float(m["reward_fresh_labels"]) <= most

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlhp.preferences import reward_model, teachers
-from rlhp.preferences.learner import RewardLearner
+from rlhp.preferences.learner import FreshLabels, RewardLearner
 from rlhp.preferences.teachers import TEACHERS
 
 L, S, OBS = 3, 16, (4,)
@@ -49,10 +49,11 @@ def test_ask_is_select_then_teacher_then_insert():
     pref = filled(learner, 10)
     k_pairs, k_score, k_teach, k_db = keys()
     disagreement = jnp.float32(1)
-    fused = learner.ask(pref, jax.random.PRNGKey(3), 4, 3, disagreement, oracle())
+    fused, fresh = learner.ask(pref, jax.random.PRNGKey(3), 4, 3, disagreement, oracle())
     query = learner.select(pref, k_pairs, k_score, 4, 3, disagreement)
     mu, answered = teachers.label(oracle(), k_teach, query.true_reward)
     chex.assert_trees_all_equal(learner.insert(pref, k_db, query, mu, answered), fused)
+    chex.assert_trees_all_equal(FreshLabels.of(query, mu, answered), fresh)
     assert float(fused.asked) == 3 and int(fused.db.filled.sum()) == 3
 
 
@@ -76,8 +77,10 @@ def test_select_masks_to_k_and_insert_stores_only_answered_pairs():
 def test_nothing_is_asked_with_fewer_than_two_segments():
     learner = make_learner()
     for n in (0, 1):
-        out = learner.ask(filled(learner, n), jax.random.PRNGKey(0), 4, 4, jnp.float32(1), oracle())
+        out, fresh = learner.ask(filled(learner, n), jax.random.PRNGKey(0), 4, 4,
+                                 jnp.float32(1), oracle())
         assert float(out.asked) == 0 and int(out.db.filled.sum()) == 0, n
+        assert not fresh.judged.any()
 
 
 def test_both_scoring_paths_choose_the_same_pairs():
@@ -111,7 +114,8 @@ def test_disagreement_asks_what_random_would_not():
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_fit_in_rounds_is_that_many_fits_with_the_l2_weight_adapting_between(rounds):
     learner = make_learner()
-    pref = learner.ask(filled(learner, 16), jax.random.PRNGKey(1), 16, 16, jnp.float32(0), oracle())
+    pref, _ = learner.ask(filled(learner, 16), jax.random.PRNGKey(1), 16, 16, jnp.float32(0),
+                          oracle())
     key = jax.random.PRNGKey(2)
     got = learner.fit_in_rounds(pref, key, 6, rounds, 1e-2)
     want = pref
@@ -120,3 +124,34 @@ def test_fit_in_rounds_is_that_many_fits_with_the_l2_weight_adapting_between(rou
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(np.asarray(jax.tree.leaves(got.params)[0]),
                            np.asarray(jax.tree.leaves(pref.params)[0]))
+
+
+def test_fresh_labels_are_r_hat_before_the_fit_against_the_teacher():
+    """The query carries r-hat's prediction on each pair; the fresh labels compare it
+    with the answers, ties and unanswered or unasked pairs excluded. Audit labels judge
+    random pairs the same way and touch nothing."""
+    learner = make_learner()
+    pref = filled(learner, 10)
+    k_pairs, k_score, _, _ = keys()
+    query = learner.select(pref, k_pairs, k_score, 4, 3, jnp.float32(1))
+    sums = reward_model.segment_sums(learner.net, pref.params, learner.inputs(pref, query.obs),
+                                     query.action)                                  # [M, 4, 2]
+    normed = np.asarray(reward_model.normalized(sums, pref.stats, 1.0)).mean(0)
+    np.testing.assert_array_equal(query.predicted, normed[:, 0] > normed[:, 1])
+    mu, answered = jnp.asarray([1.0, 0.5, 0.0, 1.0]), jnp.asarray([True, True, False, True])
+    fresh = FreshLabels.of(query, mu, answered)
+    np.testing.assert_array_equal(fresh.judged, [True, False, False, False])  # tie, skip, unasked
+    assert bool(fresh.correct[0]) == bool(query.predicted[0])
+    # audits: an r-hat that is 1.01 x the first coordinate (the oracle's reward, through
+    # leaky ReLUs x+ and x-) orders every random pair as the oracle does, one with the
+    # opposite sign none; the random initial net sits between
+    M = learner.members
+    w1 = jnp.zeros((M, OBS[0], 8)).at[:, 0, 0].set(1.0).at[:, 0, 1].set(-1.0)
+    w2 = jnp.zeros((M, 8, 1)).at[:, 0, 0].set(1.0).at[:, 1, 0].set(-1.0)
+    net = lambda sign: {"params": {"Dense_0": {"kernel": w1, "bias": jnp.zeros((M, 8))},
+                                   "Dense_1": {"kernel": sign * w2, "bias": jnp.zeros((M, 1))}}}
+    right = [learner.audit(pref.replace(params=net(sign)), jax.random.PRNGKey(5), 6, oracle())
+             for sign in (1.0, -1.0)]
+    assert all(bool(a.judged.all()) for a in right)  # continuous returns: no ties
+    assert bool(right[0].correct.all()) and not bool(right[1].correct.any())
+    chex.assert_trees_all_equal(jax.tree.structure(net(1.0)), jax.tree.structure(pref.params))

@@ -33,6 +33,26 @@ def test_learned_runs_report_labels_of_the_budget_and_accuracy():
         "2,500 steps/s | return 812.3 | r-hat 0.50 | labels 120/750 | acc 0.81")
 
 
+def test_fresh_accuracy_in_the_progress_line_and_its_alarm_once():
+    row = {"labels": 120.0, "predicted_reward": 0.5, "reward_val_accuracy": 0.8125,
+           "reward_fresh_accuracy_window": 0.55}
+    assert run.progress_text(row, 750, 2500.4, 812.34, alarmed=True).endswith(
+        "acc 0.81 | fresh 0.55 (r-hat disagrees)")
+    # ten iterations of 4 fresh pairs: all right, then all wrong from the 6th (the 5-iteration
+    # window falls below 0.6 at the 8th: 8 right of 20); restored rows replay on resume
+    rows = [{"iteration": i + 1, "env_steps": 1000.0 * (i + 1), "reward_fresh_labels": 4,
+             "reward_fresh_correct": 4 if i < 5 else 0} for i in range(10)]
+    alarm = run.FreshAlarm(window=5, threshold=0.6, rows=[])
+    said = [alarm.add(rows[i:i + 2]) for i in range(0, 10, 2)]
+    assert [r["reward_fresh_accuracy_window"] for r in rows[:4]] == [None, None, 1.0, 1.0]
+    assert rows[7]["reward_fresh_accuracy_window"] == 0.4 and said[3] is not None
+    assert [s is None for s in said] == [True, True, True, False, True]
+    assert "r-hat disagrees with the teacher on the policy's current clips" in said[3]
+    assert "iteration 8, env step 8,000" in said[3] and alarm.row is rows[7]
+    resumed = run.FreshAlarm(window=5, threshold=0.6, rows=rows)
+    assert resumed.row is rows[7] and resumed.add(rows[:1]) is None
+
+
 def test_redirected_run_prints_status_lines(tmp_path, capsys):
     """stderr captured (not a terminal): a gridworld run of 4 chunks prints a line on
     compiling, a status line per chunk (each passes a tenth) and one before evaluating."""

@@ -104,6 +104,9 @@ BAD = [  # (arguments, what the one line must contain)
     ([G, "--reward=bogus"], "reward='bogus'"),
     ([G, "--teacher=bogus"], "teacher='bogus'"),
     ([G, "--query=bogus"], "query='bogus'"),
+    ([G, "--audit-labels=-1"], "audit_labels=-1"),
+    ([G, "--set", "fresh_window=0"], "fresh_window=0"),
+    ([G, "--set", "fresh_alarm=1.5"], "fresh_alarm=1.5"),
     # settings only a learned reward reads, however the reward was chosen
     ([G, "--offline", "--reward=true"], "offline=True needs reward='learned'"),
     (["--env=hopper", "--reward=teacher", "--offline"], "offline=True needs reward='learned'"),

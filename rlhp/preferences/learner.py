@@ -45,6 +45,22 @@ class Query:
     action: jax.Array       # [K, 2, L, ...]
     true_reward: jax.Array  # [K, 2, L] what a synthetic teacher judges by
     asked: jax.Array        # [K] bool: the pairs really asked (a static maximum, masked)
+    predicted: jax.Array    # [K] bool: r-hat, not yet fit on these pairs, prefers the first
+
+
+@struct.dataclass
+class FreshLabels:
+    """How r-hat's predictions on pairs it was never fit on compare with the teacher's
+    answers: ``correct [K]``, and ``judged [K]``: pairs asked and answered, ties excluded."""
+
+    correct: jax.Array  # [K] bool
+    judged: jax.Array   # [K] bool
+
+    @staticmethod
+    def of(query: Query, mu, answered) -> "FreshLabels":
+        """The teacher's answers ``mu [K]``, ``answered [K]`` against ``query.predicted``."""
+        return FreshLabels(correct=query.predicted == (mu > 0.5),
+                           judged=query.asked & answered & (mu != 0.5))
 
 
 @dataclass(frozen=True)
@@ -120,27 +136,48 @@ class RewardLearner:
         buf = segments.add(pref.segments, *seg)
         return pref.replace(segments=buf, segments_seen=pref.segments_seen + seg[3].sum())
 
+    def pair_sums(self, pref: PrefState, pairs):
+        """Every member's raw segment sums ``[M, N, 2]`` on pairs ``[N, 2]`` of buffered
+        segments."""
+        buf = pref.segments
+        if 2 * pairs.shape[0] > self.segment_capacity:
+            # fewer segments than candidate slots: score each segment once, then gather
+            per_segment = reward_model.apply_ensemble(
+                self.net, pref.params, self.inputs(pref, buf.obs), buf.action).sum(-1)  # [M, S]
+            return per_segment[:, pairs]                                                # [M, N, 2]
+        return reward_model.segment_sums(self.net, pref.params,
+                                         self.inputs(pref, buf.obs[pairs]), buf.action[pairs])
+
+    def features(self, pref: PrefState, obs):
+        """Clip features for k-center: r-hat's inputs averaged over each clip of a pair,
+        both clips side by side: obs ``[..., 2, L, *obs_shape]`` -> ``[..., 2 * F]``."""
+        x = self.inputs(pref, obs).mean(-1 - len(self.obs_shape))
+        return x.reshape(*x.shape[:-1 - len(self.obs_shape)], -1)
+
+    def preferred(self, pref: PrefState, sums):
+        """``[N]`` bool: r-hat as the policy gets it (the members' normalised outputs
+        averaged) prefers the first segment, from raw member sums ``[M, N, 2]``."""
+        normed = reward_model.normalized(sums, pref.stats, 1.0).mean(0)
+        return normed[..., 0] > normed[..., 1]
+
     def select(self, pref: PrefState, k_pairs, k_score, k_max: int, k, scheme) -> Query:
         """Choose ``k <= k_max`` pairs (``k`` may be traced) of buffered segments: the best
         ``k_max`` by ``scheme`` among ``candidate_factor * k_max`` random candidates, the
         first ``k`` of them asked. ``k_pairs`` draws the candidates, ``k_score`` breaks
-        ties for the random scheme. Returns the pairs' clips as a ``Query``."""
-        buf = pref.segments
+        ties for the random scheme. Returns the pairs' clips as a ``Query``, with r-hat's
+        prediction on each."""
+        buf, db = pref.segments, pref.db
         n = jnp.minimum(pref.segments_seen, self.segment_capacity)
-        num_candidates = self.candidate_factor * k_max
-        pairs = queries.candidate_pairs(k_pairs, n, num_candidates)
-        if 2 * num_candidates > self.segment_capacity:
-            # fewer segments than candidate slots: score each segment once, then gather
-            per_segment = reward_model.apply_ensemble(
-                self.net, pref.params, self.inputs(pref, buf.obs), buf.action).sum(-1)  # [M, S]
-            sums = per_segment[:, pairs]                                                # [M, N, 2]
-        else:
-            sums = reward_model.segment_sums(self.net, pref.params,
-                                             self.inputs(pref, buf.obs[pairs]), buf.action[pairs])
-        chosen = pairs[queries.top_k(queries.scores(scheme, k_score, sums), k_max)]  # [K, 2]
+        pairs = queries.candidate_pairs(k_pairs, n, self.candidate_factor * k_max)
+        sums = self.pair_sums(pref, pairs)
+        best = queries.choose(scheme, k_score, sums,
+                              lambda: self.features(pref, buf.obs[pairs]),
+                              lambda: self.features(pref, db.obs), lambda: db.filled, k_max)
+        chosen = pairs[best]  # [K, 2]
         return Query(obs=buf.obs[chosen], action=buf.action[chosen],
                      true_reward=buf.true_reward[chosen],
-                     asked=(jnp.arange(k_max) < k) & (n >= 2))
+                     asked=(jnp.arange(k_max) < k) & (n >= 2),
+                     predicted=self.preferred(pref, sums[:, best]))
 
     def insert(self, pref: PrefState, key, query: Query, mu, answered) -> PrefState:
         """Put the answers ``mu [K]`` (1: first better, 0: second, 0.5: equal) to ``query``
@@ -151,11 +188,26 @@ class RewardLearner:
 
     def ask(self, pref: PrefState, key, k_max: int, k, scheme, teacher: teachers.TeacherParams):
         """The synthetic path, fused on device: ``select`` pairs, a synthetic teacher
-        answers them from their true rewards, ``insert`` the answers."""
+        answers them from their true rewards, ``insert`` the answers. Returns ``(pref,
+        FreshLabels [k_max])``: r-hat's predictions on the pairs, made before any fit on
+        them, against the answers."""
         k_pairs, k_score, k_teach, k_db = jax.random.split(key, 4)
         query = self.select(pref, k_pairs, k_score, k_max, k, scheme)
         mu, answered = teachers.label(teacher, k_teach, query.true_reward)
-        return self.insert(pref, k_db, query, mu, answered)
+        return self.insert(pref, k_db, query, mu, answered), FreshLabels.of(query, mu, answered)
+
+    def audit(self, pref: PrefState, key, n: int, teacher: teachers.TeacherParams) -> FreshLabels:
+        """Audit labels: ``n`` random pairs of buffered segments answered by a synthetic
+        teacher and judged against r-hat's predictions, never stored nor counted against
+        the budget. Returns ``FreshLabels [n]``."""
+        k_pairs, k_teach = jax.random.split(key)
+        filled = jnp.minimum(pref.segments_seen, self.segment_capacity)
+        pairs = queries.candidate_pairs(k_pairs, filled, n)
+        buf = pref.segments
+        query = Query(obs=buf.obs[pairs], action=buf.action[pairs],
+                      true_reward=buf.true_reward[pairs], asked=jnp.full(n, filled >= 2),
+                      predicted=self.preferred(pref, self.pair_sums(pref, pairs)))
+        return FreshLabels.of(query, *teachers.label(teacher, k_teach, query.true_reward))
 
     def member_sums(self, params, obs, action):
         """Each member's segment sums on its own pairs: obs ``[M, N, 2, L, ...]`` ->

@@ -1,0 +1,46 @@
+"""Fresh-label accuracy over a run, and the alarm it raises (host side, numpy).
+
+Each iteration the step counts the fresh pairs (queries just answered and audit labels,
+ties excluded) and how many of them r-hat ordered as the teacher did before it was fit on
+them (``train.fresh_metrics``). Held-out accuracy measures r-hat on old clips; this
+measures it on what the policy does now. The running accuracy pools the last ``window``
+iterations' pairs; when it falls below the alarm threshold, r-hat disagrees with the
+teacher on the policy's current clips: the policy has gone where r-hat is wrong (the
+paper's offline ablation, where the agent exploits a frozen reward).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ALARM = "r-hat disagrees with the teacher on the policy's current clips"
+MIN_PAIRS = 10
+"""Fewest judged pairs a window needs before its share is reported (NaN before): on a
+handful, one unlucky draw would read as a collapse."""
+
+
+def running_accuracy(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -> np.ndarray:
+    """Share of the last ``window`` iterations' fresh pairs r-hat got right, at every
+    iteration: ``correct``, ``judged`` ``[..., I]`` counts per iteration -> ``[..., I]``
+    float (NaN while the window holds fewer than ``min_pairs`` pairs)."""
+    def pooled(x):
+        c = np.cumsum(np.nan_to_num(np.asarray(x, np.float64)), -1)
+        before = np.concatenate([np.zeros_like(c[..., :window]), c[..., :-window]], -1)
+        return c - before[..., :c.shape[-1]]
+
+    right, n = pooled(correct), pooled(judged)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= min_pairs, right / n, np.nan)
+
+
+def first_alarm(running, threshold: float) -> int | None:
+    """Index of the first iteration whose running accuracy ``[I]`` is below ``threshold``
+    (None if none is, or ``threshold`` is 0)."""
+    below = np.flatnonzero(np.asarray(running) < threshold) if threshold > 0 else []
+    return int(below[0]) if len(below) else None
+
+
+def from_rows(rows: list[dict], window: int) -> np.ndarray:
+    """``running_accuracy`` over ``metrics.jsonl`` rows (their fresh counts; rows without
+    any, e.g. a true-reward run, count as none)."""
+    get = lambda k: [r.get(k) or 0 for r in rows]
+    return running_accuracy(get("reward_fresh_correct"), get("reward_fresh_labels"), window)
