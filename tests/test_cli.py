@@ -123,8 +123,10 @@ def test_tiny_learned_run_reports_labels(tmp_path, capsys):
     at = summary["fresh_alarm_iteration"]
     assert windows[at - 4] < 1 and all(w is None or w == 1 for w in windows[:at - 4])
     assert summary["fresh_alarm_env_steps"] == 1024 * at
-    warned = [line for line in capsys.readouterr().err.splitlines() if "r-hat disagrees" in line]
+    err = capsys.readouterr().err.splitlines()
+    warned = [line for line in err if "warning: r-hat disagrees" in line]
     assert len(warned) == 1 and f"at iteration {at}," in warned[0], warned
+    assert any("(r-hat disagrees)" in line for line in err)  # the progress line says so too
     labels = [r["labels"] for r in rows]
     assert labels == sorted(labels)
     # the mistake teacher answers every query (wrongly at times): each one is in the database

@@ -48,7 +48,8 @@ def make_insert(learner):
     padded answers (``pad``) put into the comparison database by ``learner.insert``."""
     def insert(pref, key, obs, action, mu, answered, real):
         query = Query(obs=obs, action=action.astype(learner.action_dtype),
-                      true_reward=jnp.zeros(obs.shape[:3]), asked=real)
+                      true_reward=jnp.zeros(obs.shape[:3]), asked=real,
+                      predicted=jnp.zeros_like(real))  # insert reads neither
         return learner.insert(pref, key, query, mu, answered)
     return jax.jit(insert)
 
