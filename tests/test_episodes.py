@@ -12,6 +12,9 @@ from rlhp.envs.base import Task
 from rlhp.envs.episodes import minus_rounded_once, preference_episodes
 
 B, H, DOWN, PENALTY, T = 2, 60, 5, 7.0, 130  # T covers two horizons and the resets after
+# Restarts seen in the rollout, at least: random actions topple envpool's Hopper within
+# ~20 steps, brax's (spring pipeline) more slowly (10 unhealthy steps in 2 x 130 here).
+MIN_RESTARTS = {"envpool": 2 * B, "brax": 1}
 
 
 def test_minus_rounded_once_rounds_like_float64():
@@ -79,10 +82,11 @@ def episodes(request):
 
 
 def test_fall_penalty_exactly_on_unhealthy_steps(episodes):
-    *_, (_, (state, step, _)) = episodes
+    backend, *_, (_, (state, step, _)) = episodes
     out = jax.tree.map(np.asarray, state.task[1])  # what the task reported each step
     valid, fallen = np.asarray(step.valid), ~out.healthy
-    assert fallen[valid].sum() > 4 * DOWN and (~fallen[valid]).sum() > 40  # both kinds
+    # both kinds of step
+    assert fallen[valid].sum() >= DOWN * MIN_RESTARTS[backend] and (~fallen[valid]).sum() > 40
     seen = out.seen.astype(np.float64) + out.seen_lo
     want = np.where(fallen, seen - PENALTY, seen).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(step.reward)[valid], want[valid])
@@ -102,7 +106,7 @@ def test_fixed_horizon_clock_in_state(episodes):
 def test_restart_after_down_steps(episodes):
     """A fallen body lies DOWN unhealthy steps, then restarts from a fresh start state
     inside the same episode; the count lives in the state."""
-    *_, (_, (state, step, _)) = episodes
+    backend, *_, (_, (state, step, _)) = episodes
     out = jax.tree.map(np.asarray, state.task[1])
     down, obs = np.asarray(state.down), np.asarray(step.obs)
     valid, trunc = np.asarray(step.valid), np.asarray(step.truncated)
@@ -117,7 +121,7 @@ def test_restart_after_down_steps(episodes):
         count = np.where(start, 0, count)
         np.testing.assert_array_equal(down[i], count)
         restarts += int(up.sum())
-    assert restarts >= 2 * B  # within episodes, again and again
+    assert restarts >= MIN_RESTARTS[backend]  # within episodes (envpool: again and again)
 
 
 def test_teacher_never_sees_the_control_cost(episodes):
