@@ -272,8 +272,8 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         pref = state.pref.replace(obs_stats=state.obs_stats)
         key, k_ask, k_fit = jax.random.split(state.key, 3)
         pref, _ = ask(pref, k_ask, cfg.upfront_labels,
-                              jnp.round(dyn.upfront_fraction * dyn.labels), dyn.query,
-                              dyn.teacher_params())
+                      jnp.round(dyn.upfront_fraction * dyn.labels), dyn.query,
+                      dyn.teacher_params())
         pref = learner.fit_in_rounds(pref, k_fit, cfg.pretrain_updates, cfg.pretrain_rounds,
                                      dyn.reward_lr)
         return state.replace(pref=freeze(pref, dyn.reward_std), key=key)
@@ -309,7 +309,7 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         k = jnp.clip(due - pref.asked, 0, cfg.labels_per_iteration)
         audited = audit(state, pref, dyn)
         pref, fresh = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
-                                  dyn.teacher_params())
+                          dyn.teacher_params())
         pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
         return (state.replace(pref=pref, key=key),
                 {**judge(pref, diag, judged, ro), **fresh_metrics(fresh, *audited)})
