@@ -312,8 +312,8 @@ def progress_text(row: dict, budget: int, sps: float, last_return: float,
 class FreshAlarm:
     """The running fresh accuracy of a run's rows and its alarm: ``add(rows)`` puts
     ``reward_fresh_accuracy_window`` into each new row and returns the alarm's text the
-    first time the running accuracy falls below ``threshold`` (None otherwise); ``row``
-    is the first row below it (rows restored on resume included)."""
+    first time the running accuracy falls below ``threshold`` after having reached it (None
+    otherwise); ``row`` is the first row below it (rows restored on resume included)."""
 
     def __init__(self, window: int, threshold: float, rows: list[dict]):
         self.window, self.threshold, self.rows = window, threshold, list(rows)
@@ -322,13 +322,13 @@ class FreshAlarm:
 
     def add(self, rows: list[dict]) -> str | None:
         self.rows += rows
-        running = fresh.from_rows(self.rows, self.window)[-len(rows):]
-        for row, value in zip(rows, running):
+        running = fresh.from_rows(self.rows, self.window)
+        for row, value in zip(rows, running[-len(rows):]):
             row["reward_fresh_accuracy_window"] = finite_or_none(value)
         at = fresh.first_alarm(running, self.threshold)
         if self.row is not None or at is None:
             return None
-        self.row = rows[at]
+        self.row = self.rows[at]
         return (f"warning: {fresh.ALARM} (running fresh accuracy "
                 f"{self.row['reward_fresh_accuracy_window']:.2f} < {self.threshold:g} at "
                 f"iteration {self.row['iteration']}, env step {self.row['env_steps']:,.0f})")

@@ -105,7 +105,7 @@ def test_tiny_learned_run_reports_labels(tmp_path, capsys):
     out = tmp_path / "run"
     assert run.main(["--env=gridworld", "--steps=10240", "--labels=30", "--teacher=mistake",
                      "--query=kcenter", "--audit-labels=4", "--set", "explore_steps=3072",
-                     "--set", "fresh_alarm=1.0", "--wandb=disabled",
+                     "--set", "fresh_alarm=0.56", "--wandb=disabled",
                      "--no-video", f"--run-dir={out}"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reward"] == "learned" and summary["labels"] == 30
@@ -115,13 +115,19 @@ def test_tiny_learned_run_reports_labels(tmp_path, capsys):
     assert rows[0]["labels"] < 30 and rows[-1]["labels"] == 30
     assert summary["teacher"] == "mistake" and summary["query"] == "kcenter"
     # fresh pairs (queries and 4 audits per iteration) judged in every iteration; the
-    # mistake teacher flips 10% of answers, so at threshold 1.0 the alarm fires, once
+    # mistake teacher flips 10% of answers and r-hat learns from few labels, so the running
+    # accuracy wobbles about 0.56 here (measured: 0.43, 0.57, 0.56, 0.59, ...): the alarm
+    # fires, once, where it first falls back below 0.56 after reaching it
     fresh = [r["reward_fresh_labels"] for r in rows]
     assert sum(fresh) == summary["reward_fresh_labels"] > 0 and max(fresh) <= 4 + 30
     windows = [r["reward_fresh_accuracy_window"] for r in rows]
     assert summary["reward_fresh_accuracy"] == windows[-1] and 0 <= windows[-1] < 1
     at = summary["fresh_alarm_iteration"]
-    assert windows[at - 4] < 1 and all(w is None or w == 1 for w in windows[:at - 4])
+    assert at is not None, windows
+    i = at - 4  # rows start at iteration 4
+    assert windows[i] < 0.56 and max(w for w in windows[:i] if w is not None) >= 0.56
+    assert not any(w is not None and w < 0.56 and max(filter(None, windows[:j]), default=0) >= 0.56
+                   for j, w in enumerate(windows[:i]))  # no earlier fall
     assert summary["fresh_alarm_env_steps"] == 1024 * at
     err = capsys.readouterr().err.splitlines()
     warned = [line for line in err if "warning: r-hat disagrees" in line]

@@ -89,6 +89,9 @@ def test_running_accuracy_pools_the_window_and_waits_for_enough_pairs():
     assert fresh.first_alarm(got, 0.6) == 2
     assert fresh.first_alarm(got, 0.0) is None
     assert fresh.first_alarm(got[:2], 0.6) is None
+    # only a fall counts: a start below the threshold is not an alarm until it was reached
+    assert fresh.first_alarm([np.nan, 0.4, 0.5, 0.7, 0.65, 0.55, 0.3], 0.6) == 5
+    assert fresh.first_alarm([0.4, 0.5, 0.59], 0.6) is None
     # batched over runs: the last axis is the iteration
     both = fresh.running_accuracy(np.stack([correct, judged]), np.stack([judged, judged]), 2)
     np.testing.assert_allclose(both[1], [np.nan, 1.0, 1.0, 1.0, np.nan])

@@ -4,8 +4,8 @@ Each iteration the step counts the fresh pairs (queries just answered and audit 
 ties excluded) and how many of them r-hat ordered as the teacher did before it was fit on
 them (``train.fresh_metrics``). Held-out accuracy measures r-hat on old clips; this
 measures it on what the policy does now. The running accuracy pools the last ``window``
-iterations' pairs; when it falls below the alarm threshold, r-hat disagrees with the
-teacher on the policy's current clips: the policy has gone where r-hat is wrong (the
+iterations' pairs; when it falls below the alarm threshold after having reached it,
+r-hat disagrees with the teacher on the policy's current clips: the policy has gone where r-hat is wrong (the
 paper's offline ablation, where the agent exploits a frozen reward).
 """
 from __future__ import annotations
@@ -33,9 +33,20 @@ def running_accuracy(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -
 
 
 def first_alarm(running, threshold: float) -> int | None:
-    """Index of the first iteration whose running accuracy ``[I]`` is below ``threshold``
-    (None if none is, or ``threshold`` is 0)."""
-    below = np.flatnonzero(np.asarray(running) < threshold) if threshold > 0 else []
+    """Index of the first iteration whose running accuracy ``[I]`` falls below
+    ``threshold`` after an earlier iteration's was at or above it (None if none does, or
+    ``threshold`` is 0).
+
+    Only a fall counts: r-hat fit to the first clips may be near chance on the policy's
+    next ones (on Hopper the fresh accuracy starts near 0.5 while the labels teach it), and
+    a run that never agreed has nothing to warn about yet. What the alarm looks for is
+    r-hat agreeing with the teacher and then losing it as the policy moves.
+    """
+    running = np.asarray(running, np.float64)
+    if threshold <= 0 or running.size == 0:
+        return None
+    agreed = np.logical_or.accumulate(running >= threshold)  # NaN compares False
+    below = np.flatnonzero((running < threshold) & np.concatenate([[False], agreed[:-1]]))
     return int(below[0]) if len(below) else None
 
 
