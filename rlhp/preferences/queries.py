@@ -88,6 +88,10 @@ def kcenter(features, centers, center_ok, k: int):
     """Greedy k-center: indices ``[k]`` into ``features [N, F]``, each the candidate
     farthest from its nearest center, then a center itself. ``centers [D, F]`` (those with
     ``center_ok [D]``) are centers from the start: the pairs already labelled."""
+    # Before the first labels the database is a constant of the program (zeros, nothing
+    # filled), and XLA would evaluate the masked [N, D] distances while compiling (20 s
+    # for a 4-run gridworld sweep): the barrier keeps them a runtime computation.
+    centers, center_ok = jax.lax.optimization_barrier((centers, center_ok))
     far = jnp.where(center_ok[None, :], squared_distances(features, centers), jnp.inf).min(-1)
 
     def pick(nearest, _):
