@@ -73,3 +73,50 @@ def test_labelling_with_the_keyboard(browser, tmp_path):
     assert [(l.pair, l.answer) for l in store.labels()] == list(
         zip(pairs, ["left", "right", "equal", "cant_tell"]))
     assert store.pending() == [pairs[4]]
+
+
+def test_keyboard_answers_reach_a_live_runs_database(browser, tmp_path):
+    """The whole path with a real trainer: ``rlhp.run --teacher=human`` serves the page, a
+    person answers four pairs with the keys, and the run's comparison database (its
+    ``comparisons`` in metrics.jsonl) takes the three that say something (can't tell enters
+    nothing), while the budget counts all four."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhp.run", "--env=gridworld", "--teacher=human", "--steps",
+         "4000000", "--checkpoint-every", "0", "--no-video", "--wandb", "disabled",
+         "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "stderr.log", "w"), text=True)
+
+    def rows():
+        path = run_dir / "metrics.jsonl"
+        return [json.loads(l) for l in path.read_text().splitlines() if l] if path.exists() else []
+
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Labelling page: http://127.0.0.1:"), line
+        browser.get(line.split()[-1])
+        wait = WebDriverWait(browser, 300)
+        body = browser.find_element(By.TAG_NAME, "body")
+        for n, key in enumerate([Keys.ARROW_LEFT, Keys.ARROW_RIGHT, Keys.ARROW_UP,
+                                 Keys.ARROW_DOWN], 1):
+            wait.until(lambda d: (body.get_attribute("data-pair") or "") not in ("", "none"))
+            body.send_keys(key)
+            wait.until(lambda d: body.get_attribute("data-saved") == str(n))
+        t0 = time.time()
+        while not any(r.get("comparisons") == 3 for r in rows()):
+            assert proc.poll() is None and time.time() - t0 < 300, "answers never inserted"
+            time.sleep(1)
+        time.sleep(3)  # a few more chunks: nothing inserted twice
+        assert max(r.get("comparisons") or 0 for r in rows()) == 3
+        assert max(r.get("labels") or 0 for r in rows()) >= 4  # can't tell is a label asked
+    finally:
+        proc.kill()
+        proc.wait()
