@@ -1,5 +1,5 @@
 """Killing a ``--teacher=human`` run mid-training and resuming it loses no answered label
-and inserts none twice (a real run, answered through its API; slow)."""
+and inserts none twice (a real run, answered through its API; about a minute)."""
 import json
 import os
 import signal
@@ -8,9 +8,6 @@ import sys
 import time
 
 import httpx
-import pytest
-
-pytestmark = pytest.mark.slow
 
 
 def start(args, tmp_path):
