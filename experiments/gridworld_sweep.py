@@ -7,8 +7,8 @@ the offline ablation (every label from the initial policy) beside the online run
 
 Every run also answers ``--audit-labels`` random fresh pairs per iteration (never stored:
 the runs are the same with or without them), so each has r-hat's fresh accuracy over
-time; ``gridworld_fresh.{md,png}`` give when its running value crosses the alarm
-threshold, offline against online.
+time; ``gridworld_fresh.{md,png}`` give when the alarm fires (``rlhp.preferences.fresh``),
+offline against online.
 
     python -m experiments.gridworld_sweep --out experiments/results
 """
@@ -31,17 +31,19 @@ def score(result, cfg) -> list[dict]:
     from rlhp.outputs import report
     from rlhp.preferences import fresh
     metrics = result.metrics
-    running = fresh.running_accuracy(metrics["reward_fresh_correct"],
-                                     metrics["reward_fresh_labels"], cfg.fresh_window)
     rows = []
     for i, run in enumerate(result.runs):
         m = report.task_metrics(result.trainer, result.state(i))
-        alarm = fresh.first_alarm(running[i], cfg.fresh_alarm)
+        running, alarm = fresh.alarm(metrics["reward_fresh_correct"][i],
+                                     metrics["reward_fresh_labels"][i], cfg.fresh_window,
+                                     cfg.fresh_alarm)
         rows.append({**run, "reward_match": m["reward_match"], "optimal_policy": m["optimal_policy"],
                      "policy_optimal": m["policy_optimal"],
                      "reward_val_accuracy": float(metrics["reward_val_accuracy"][i, -1]),
-                     "fresh_running": [None if np.isnan(x) else float(x) for x in running[i]],
-                     "fresh_min": float(np.nanmin(running[i])) if np.isfinite(running[i]).any() else None,
+                     "fresh_running": [None if np.isnan(x) else float(x) for x in running],
+                     "fresh_labels": [int(x) for x in metrics["reward_fresh_labels"][i]],
+                     "fresh_correct": [int(x) for x in metrics["reward_fresh_correct"][i]],
+                     "fresh_min": float(np.nanmin(running)) if np.isfinite(running).any() else None,
                      "fresh_alarm_env_steps": None if alarm is None else
                      int(metrics["env_steps"][i, alarm])})
     return rows
@@ -134,9 +136,10 @@ def fresh_markdown(rows: list[dict], labels: int, threshold: float) -> str:
                      f"{fmt(final, '.3f')} |")
     for offline in (True, False):
         rs = [r for r in fresh_runs(rows, labels) if r["offline"] == offline]
+        fired = sum(r["fresh_alarm_env_steps"] is not None for r in rs)
         lines.append(f"\n{'offline' if offline else 'online'}: the alarm (running fresh accuracy "
-                     f"< {threshold:g}) fired in {sum(r['fresh_alarm_env_steps'] is not None for r in rs)}"
-                     f" of {len(rs)} runs")
+                     f"below {threshold:g} with 95% confidence, after reaching it) fired in "
+                     f"{fired} of {len(rs)} runs")
     return "\n".join(lines) + "\n"
 
 

@@ -201,8 +201,9 @@ class QueryConfig:
                                 "the teacher on pairs it was not fit on) pools", low=1,
                                 high=INT32_MAX)
     fresh_alarm: float = probability(
-        0.6, "warn once when the running fresh accuracy, having reached this, falls below "
-        "it: r-hat disagrees with the teacher on the policy's current clips (0: never)")
+        0.6, "warn once when the running fresh accuracy, having reached this, is below it "
+        "with 95% confidence: r-hat disagrees with the teacher on the policy's current clips "
+        "(0: never)")
 
 
 @section("teacher")

@@ -312,20 +312,20 @@ def progress_text(row: dict, budget: int, sps: float, last_return: float,
 class FreshAlarm:
     """The running fresh accuracy of a run's rows and its alarm: ``add(rows)`` puts
     ``reward_fresh_accuracy_window`` into each new row and returns the alarm's text the
-    first time the running accuracy falls below ``threshold`` after having reached it (None
-    otherwise); ``row`` is the first row below it (rows restored on resume included)."""
+    first time the running accuracy, having reached ``threshold``, is below it with 95%
+    confidence (``fresh.first_alarm``; None otherwise); ``row`` is that row (rows restored
+    on resume included)."""
 
     def __init__(self, window: int, threshold: float, rows: list[dict]):
         self.window, self.threshold, self.rows = window, threshold, list(rows)
-        at = fresh.first_alarm(fresh.from_rows(self.rows, window), threshold)
+        at = fresh.from_rows(self.rows, window, threshold)[1]
         self.row = None if at is None else self.rows[at]
 
     def add(self, rows: list[dict]) -> str | None:
         self.rows += rows
-        running = fresh.from_rows(self.rows, self.window)
+        running, at = fresh.from_rows(self.rows, self.window, self.threshold)
         for row, value in zip(rows, running[-len(rows):]):
             row["reward_fresh_accuracy_window"] = finite_or_none(value)
-        at = fresh.first_alarm(running, self.threshold)
         if self.row is not None or at is None:
             return None
         self.row = self.rows[at]

@@ -95,3 +95,19 @@ def test_running_accuracy_pools_the_window_and_waits_for_enough_pairs():
     # batched over runs: the last axis is the iteration
     both = fresh.running_accuracy(np.stack([correct, judged]), np.stack([judged, judged]), 2)
     np.testing.assert_allclose(both[1], [np.nan, 1.0, 1.0, 1.0, np.nan])
+
+
+def test_the_alarm_wants_a_confident_fall():
+    # Wilson's one-sided 95% upper bound: 8 right of 20 (0.4) may still be 0.58
+    np.testing.assert_allclose(fresh.upper_bound([8], [20], 1), [0.5815], atol=1e-4)
+    judged = np.full(40, 3)
+    # r-hat agrees (10 iterations all right), wobbles near 0.75, then every answer is wrong
+    correct = np.array([3] * 10 + [2, 2, 3, 1, 2, 2, 3, 2, 1, 2] + [0] * 20)
+    running, at = fresh.alarm(correct, judged, 10, 0.6)
+    assert fresh.first_alarm(running, 0.6) == 21  # the share is first below 0.6 (16 of 30)
+    assert at == 22 and running[22] == 13 / 30  # confidently below from 13 of 30
+    # a run that only wobbles: shares of 0.57 in its windows of 30, never a confident fall
+    wobble = np.array([3] * 10 + [1, 2, 2, 1, 2, 2, 2, 1, 2, 2] * 3)
+    running, at = fresh.alarm(wobble, judged, 10, 0.6)
+    assert np.nanmin(running) < 0.6 and fresh.first_alarm(running, 0.6) is not None
+    assert at is None
