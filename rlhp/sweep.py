@@ -87,3 +87,251 @@ def sweep(cfg: Config, seeds=(0,), env=None, **axes) -> SweepResult:
     keys, dyn = shard((keys, dyn))
     states, metrics = jax.jit(jax.vmap(trainer.train))(keys, dyn)
     return SweepResult(runs, trainer, states, jax.device_get(metrics))
+
+
+# ---- the command: python -m rlhp.sweep ----
+
+BASELINE = 0
+"""``--labels 0``: the true-reward baseline, trained as its own program beside the sweep."""
+FIGURES = ("true_return_mean", "true_return_std", "reward_match", "optimal_policy",
+           "policy_optimal", "reward_val_accuracy", "labels_asked")
+
+
+def parse_list(text: str, kind=str) -> list:
+    """``"a,b,c"`` -> ``[kind(a), kind(b), kind(c)]`` (no empty items, no repeats)."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items) or len(set(items)) != len(items):
+        raise ValueError(f"want a comma-separated list of distinct values; got {text!r}")
+    return [kind(t) for t in items]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"8"`` -> seeds 0-7; ``"100-107"`` or ``"0,3,5"`` as written."""
+    if text.isdigit():
+        if int(text) < 1:
+            raise ValueError(f"--seeds {text}: want at least one seed")
+        return list(range(int(text)))
+    first, dash, last = text.partition("-")
+    if dash and first.isdigit() and last.isdigit() and int(first) <= int(last):
+        return list(range(int(first), int(last) + 1))
+    return parse_list(text, int)
+
+
+def sweep_axes(args) -> tuple[dict, dict, list[int]]:
+    """``(axes of the learned program, fixed fields, label budgets > 0)`` from the flags;
+    ``--set FIELD=V1,V2`` is an axis, ``--set FIELD=V`` a fixed value."""
+    axes, fixed = {}, {}
+    for item in args.set:
+        field, sep, values = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE or FIELD=V1,V2,...")
+        vals = parse_list(values) if "," in values else [values]
+        typed = [getattr(Config().override([f"{field}={v}"]), field) for v in vals]
+        (axes if len(typed) > 1 else fixed)[field] = typed if len(typed) > 1 else typed[0]
+    labels = parse_list(args.labels, int)
+    if any(n < 0 for n in labels):
+        raise ConfigError(f"--labels {args.labels}: budgets must be >= 0 (0: the true reward)")
+    budgets = [n for n in labels if n != BASELINE]
+    if budgets:
+        axes = {"labels": budgets, "query": parse_list(args.query),
+                "teacher": parse_list(args.teacher), **axes}
+    return axes, fixed, [n for n in labels if n == BASELINE]
+
+
+def programs(args) -> list[tuple[str, Config, dict]]:
+    """``(name, cfg, axes)`` per compiled program: ``learned`` over every budget > 0 x query
+    x teacher x ``--set`` axis, and ``true`` (PPO on the task's reward) if ``--labels``
+    has 0, over the ``--set`` axes its reward uses. Raises ``ConfigError``."""
+    from rlhp.presets import preset
+    axes, fixed, baseline = sweep_axes(args)
+    out = []
+    if "labels" in axes:
+        cfg = preset(args.env, backend=args.backend, total_steps=args.steps, **fixed)
+        out.append(("learned", cfg, axes))
+    if baseline:
+        cfg = preset(args.env, backend=args.backend, total_steps=args.steps, reward="true",
+                     **{k: v for k, v in fixed.items() if k not in LEARNED_FIELDS})
+        out.append(("true", cfg, {k: v for k, v in axes.items()
+                                  if k not in LEARNED_FIELDS and k not in ("labels", "query", "teacher")}))
+    return out
+
+
+LEARNED_FIELDS = ("labels", "query", "teacher", "offline", "audit_labels") + tuple(
+    f for f in DYNAMIC_FIELDS if f.startswith(("reward_", "teacher_", "upfront", "label_")))
+
+
+def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[dict]:
+    """Train one program's grid in chunks (a checkpoint of the stacked state after each,
+    at most every 60 s; a stopped sweep continues from its last one), evaluate every
+    member on the standard task; returns one row per member."""
+    import json
+    import time
+
+    from rlhp.envs import make_env
+    from rlhp.outputs import report
+    from rlhp.outputs.checkpoint import Checkpointer
+    from rlhp.train import evaluate, make_train
+
+    cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
+    env = make_env(cfg.env, cfg.backend, cfg.num_envs, preference_episodes=cfg.preference_episodes,
+                   down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
+    if not env.spec.vmappable:
+        raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped yet; sweep on a JAX "
+                          f"backend (--backend brax for MuJoCo tasks, or gridworld)", "backend")
+    trainer = make_train(cfg, env)
+    keys, dyn = shard((keys, dyn))
+    run_dir = out / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    plan = json.loads(json.dumps({"config": cfg.to_dict(), "runs": runs}))  # as saved
+    if saved.exists() and json.loads(saved.read_text()) != plan:
+        raise ConfigError(f"{run_dir} holds another sweep; pick another --out", "out")
+    saved.write_text(json.dumps(plan, indent=1))
+    ckpt = Checkpointer(run_dir)
+    abstract = jax.eval_shape(jax.vmap(trainer.init), keys, dyn)
+    if ckpt.latest() is not None:
+        states, meta = ckpt.restore(abstract)
+        status.say(f"{name}: continuing from iteration {meta['iteration']}")
+    else:
+        status.say(f"{name}: compiling {len(runs)} runs in one program")
+        states = jax.jit(jax.vmap(trainer.init))(keys, dyn)
+        meta = {"iteration": cfg.explore_iterations, "metrics": []}
+    chunk = jax.jit(jax.vmap(trainer.chunk))
+    last_save = time.time()
+    while meta["iteration"] < cfg.num_iterations:
+        states, metrics = chunk(states, dyn)
+        meta["iteration"] += cfg.chunk_iterations
+        meta["metrics"].append({k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()
+                                if k in ("true_return", "labels", "reward_val_accuracy")})
+        status.advance(name, cfg.chunk_iterations * cfg.batch_size * len(runs))
+        if time.time() - last_save > 60 or meta["iteration"] >= cfg.num_iterations:
+            ckpt.save(meta["iteration"], states, meta)
+            last_save = time.time()
+    ckpt.close()
+    eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=1)
+    returns, _ = jax.jit(jax.vmap(lambda s, k: evaluate(trainer, eval_env, s, k)))(
+        states, jax.vmap(jax.random.fold_in, (0, None))(keys, 1))
+    returns = np.asarray(returns)
+    rows = []
+    for i, run in enumerate(runs):
+        state = jax.tree.map(lambda x: x[i], states)
+        row = {"program": name, "env": cfg.env, "steps": cfg.steps, "labels": 0, "query": "",
+               "teacher": "", **run, "true_return_mean": float(returns[i].mean()),
+               "true_return_std": float(returns[i].std())}
+        if name == "learned":
+            last = {k: v[i][-1] for k, v in meta["metrics"][-1].items()}
+            row.update(reward_val_accuracy=last["reward_val_accuracy"], labels_asked=last["labels"])
+        if cfg.env == "gridworld" and name == "learned":
+            row.update({k: v for k, v in report.task_metrics(trainer, state).items()
+                        if k in FIGURES})
+        rows.append(row)
+    return rows
+
+
+class Progress:
+    """One flushed line per tenth of the whole sweep's env steps (every program's), and at
+    the end: what a terminal and a log both show."""
+
+    def __init__(self, total: int, stream=None):
+        import sys
+        import time
+        self.total, self.done, self.tenth = total, 0, 0
+        self.stream, self.clock, self.start = stream or sys.stderr, time.time, time.time()
+
+    def say(self, text: str) -> None:
+        print(f"sweep: {text}", file=self.stream, flush=True)
+
+    def advance(self, name: str, steps: int) -> None:
+        self.done += steps
+        if self.done * 10 >= (self.tenth + 1) * self.total or self.done >= self.total:
+            self.tenth = self.done * 10 // self.total
+            rate = self.done / max(self.clock() - self.start, 1e-9)
+            self.say(f"{self.done:,}/{self.total:,} env steps over all runs "
+                     f"({100 * self.done / self.total:.0f}%) | {rate:,.0f} steps/s | {name}")
+
+
+def write_outputs(rows: list[dict], out) -> None:
+    """``sweep.csv`` (one row per member), ``sweep.json`` and ``sweep.png`` (final true
+    return against the label budget, one line per query scheme and teacher, every seed a
+    dot, the true-reward baseline a band)."""
+    import csv
+    import json
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, columns, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    (out / "sweep.json").write_text(json.dumps(rows, indent=1))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    learned = [r for r in rows if r["program"] == "learned"]
+    for n, (q, t) in enumerate(sorted({(r["query"], r["teacher"]) for r in learned})):
+        mine = [r for r in learned if (r["query"], r["teacher"]) == (q, t)]
+        budgets = sorted({r["labels"] for r in mine})
+        means = [np.mean([r["true_return_mean"] for r in mine if r["labels"] == b]) for b in budgets]
+        ax.plot(budgets, means, "-o", color=f"C{n}", label=f"{q}, {t}")
+        ax.scatter([r["labels"] for r in mine], [r["true_return_mean"] for r in mine],
+                   color=f"C{n}", alpha=0.35, s=12)
+    true = [r["true_return_mean"] for r in rows if r["program"] == "true"]
+    if true:
+        ax.axhspan(min(true), max(true), color="k", alpha=0.08)
+        ax.axhline(np.mean(true), color="k", ls="--", lw=1, label="true reward (seed range)")
+    ax.set(xlabel="labels", ylabel="final true return (standard task)",
+           title=f"{rows[0]['env']}, {rows[0]['steps']:,} steps, "
+                 f"{len({r['seed'] for r in rows})} seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    """``python -m rlhp.sweep``; exit 0, or 2 with one line on bad input."""
+    import argparse
+    import sys
+    from pathlib import Path
+    p = argparse.ArgumentParser(prog="python -m rlhp.sweep", description=(
+        "Train a grid of runs (seeds x label budgets x query schemes x teachers x --set "
+        "axes) as one compiled program on a JAX backend; --labels 0 adds the true-reward "
+        "baseline. Writes sweep.csv, sweep.json and sweep.png into --out; run the same "
+        "command again to continue a stopped sweep."))
+    p.add_argument("--env", default="gridworld")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--seeds", default="4", help="a count (4: seeds 0-3), a range 100-107, or 0,3,5")
+    p.add_argument("--labels", default="0,50,200", help="label budgets; 0 is the true reward")
+    p.add_argument("--query", default="disagreement", help="query schemes, comma-separated")
+    p.add_argument("--teacher", default="oracle", help="synthetic teachers, comma-separated")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="a dynamic field swept over values, or any field fixed (repeatable)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+        progs = programs(args)
+        if args.out.exists() and not args.out.is_dir():
+            raise ConfigError(f"--out {args.out} is a file", "out")
+        for _, cfg, axes in progs:
+            grid(cfg, seeds, **axes)  # every axis a dynamic field, every value in range
+    except (ConfigError, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    total = sum(cfg.steps * len(grid(cfg, seeds, **axes)[1]) for _, cfg, axes in progs)
+    status = Progress(total)
+    status.say(f"{len(progs)} program(s), {total:,} env steps in all, into {args.out}")
+    rows = []
+    try:
+        for name, cfg, axes in progs:
+            rows += run_program(name, cfg, axes, seeds, args.out, status)
+    except ConfigError as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    write_outputs(rows, args.out)
+    status.say(f"done: {args.out / 'sweep.csv'}, sweep.json, sweep.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
