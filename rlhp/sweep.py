@@ -70,20 +70,25 @@ def shard(tree):
     return jax.device_put(tree, spec)
 
 
-def sweep(cfg: Config, seeds=(0,), env=None, **axes) -> SweepResult:
-    """Train every run of the grid at once; ``env`` defaults to ``cfg.env`` on its backend
-    (which must be JAX-native: envpool's host pools cannot be vmapped)."""
+def vmappable_trainer(cfg: Config, env=None):
+    """The ``Trainer`` every run of a sweep shares; ``env`` defaults to ``cfg.env`` on its
+    backend, which must be JAX-native (envpool's host pools cannot be vmapped yet)."""
     from rlhp.envs import make_env
     from rlhp.train import make_train
 
-    cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
     env = env or make_env(cfg.env, cfg.backend, cfg.num_envs,
                           preference_episodes=cfg.preference_episodes,
                           down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
     if not env.spec.vmappable:
-        raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped; sweep on a JAX "
-                          f"backend (gridworld, brax)")
-    trainer = make_train(cfg, env)
+        raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped yet; sweep on a JAX "
+                          f"backend (--backend brax for MuJoCo tasks, or gridworld)", "backend")
+    return make_train(cfg, env)
+
+
+def sweep(cfg: Config, seeds=(0,), env=None, **axes) -> SweepResult:
+    """Train every run of the grid at once; ``env`` as in ``vmappable_trainer``."""
+    cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
+    trainer = vmappable_trainer(cfg, env)
     keys, dyn = shard((keys, dyn))
     states, metrics = jax.jit(jax.vmap(trainer.train))(keys, dyn)
     return SweepResult(runs, trainer, states, jax.device_get(metrics))
@@ -118,7 +123,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def sweep_axes(args) -> tuple[dict, dict, list[int]]:
-    """``(axes of the learned program, fixed fields, label budgets > 0)`` from the flags;
+    """``(axes of the learned program, fixed fields, the budgets of 0 asked for)`` from the
+    flags;
     ``--set FIELD=V1,V2`` is an axis, ``--set FIELD=V`` a fixed value."""
     axes, fixed = {}, {}
     for item in args.set:
@@ -151,8 +157,7 @@ def programs(args) -> list[tuple[str, Config, dict]]:
     if baseline:
         cfg = preset(args.env, backend=args.backend, total_steps=args.steps, reward="true",
                      **{k: v for k, v in fixed.items() if k not in LEARNED_FIELDS})
-        out.append(("true", cfg, {k: v for k, v in axes.items()
-                                  if k not in LEARNED_FIELDS and k not in ("labels", "query", "teacher")}))
+        out.append(("true", cfg, {k: v for k, v in axes.items() if k not in LEARNED_FIELDS}))
     return out
 
 
@@ -170,15 +175,10 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     from rlhp.envs import make_env
     from rlhp.outputs import report
     from rlhp.outputs.checkpoint import Checkpointer
-    from rlhp.train import evaluate, make_train
+    from rlhp.train import evaluate
 
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
-    env = make_env(cfg.env, cfg.backend, cfg.num_envs, preference_episodes=cfg.preference_episodes,
-                   down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
-    if not env.spec.vmappable:
-        raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped yet; sweep on a JAX "
-                          f"backend (--backend brax for MuJoCo tasks, or gridworld)", "backend")
-    trainer = make_train(cfg, env)
+    trainer = vmappable_trainer(cfg)
     keys, dyn = shard((keys, dyn))
     run_dir = out / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,12 +313,11 @@ def main(argv=None) -> int:
         progs = programs(args)
         if args.out.exists() and not args.out.is_dir():
             raise ConfigError(f"--out {args.out} is a file", "out")
-        for _, cfg, axes in progs:
-            grid(cfg, seeds, **axes)  # every axis a dynamic field, every value in range
+        # every axis a dynamic field, every value in range; the env steps of all runs
+        total = sum(cfg.steps * len(grid(cfg, seeds, **axes)[1]) for _, cfg, axes in progs)
     except (ConfigError, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    total = sum(cfg.steps * len(grid(cfg, seeds, **axes)[1]) for _, cfg, axes in progs)
     status = Progress(total)
     status.say(f"{len(progs)} program(s), {total:,} env steps in all, into {args.out}")
     rows = []
