@@ -19,6 +19,7 @@ give the same maps.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
@@ -100,6 +101,7 @@ class Program:
         env = make_env("gridworld", "gridworld", cfg.num_envs, seed=cfg.seed)
         self.trainer = make_train(cfg, env)
         self.init = jax.jit(self.trainer.init)
+        self.chunk = None  # compiled at the first run's start, from its state
         self.figures = jax.jit(lambda state: report.gridworld_figures(self.trainer, state))
 
 
@@ -139,6 +141,8 @@ class Explainer:
         self.program, self.cfg, self.name = self._programs[key], cfg, name
         self.dyn = cfg.dynamic()
         self.state = self.program.init(jax.random.PRNGKey(cfg.seed), self.dyn)
+        if self.program.chunk is None:  # now, not at the first step: loading compiles all
+            self.program.chunk = self.program.trainer.chunk.lower(self.state, self.dyn).compile()
         self.iteration, self.history, self.bt_loss = 0, [], None
         self.teacher = None
         if p.teacher == "human":
@@ -179,7 +183,7 @@ class Explainer:
         if self.teacher:
             self.state = self.teacher.take_answers(self.state, self.iteration)
         before = float(self.state.pref.asked)
-        self.state, metrics = self.program.trainer.chunk(self.state, self.dyn)
+        self.state, metrics = self.program.chunk(self.state, self.dyn)
         self.iteration += self.cfg.chunk_iterations
         metrics = jax.device_get(metrics)
         self.bt_loss = float(metrics["reward_train_loss"][-1])
@@ -243,7 +247,6 @@ class Explainer:
         """Build the snapshot once per change, replacing ``published`` whole (the page
         polls it from another thread, without waiting for a running chunk)."""
         f, cfg = self.figures, self.cfg
-        true = gridworld.true_reward_map().reshape(-1)
         self.published = {"status": "ready",
             "preset": self.name, "title": PRESETS[self.name].title, "query": cfg.query,
             "teacher": cfg.teacher, "offline": cfg.offline,
@@ -256,8 +259,7 @@ class Explainer:
             "learned": np.round(f["reward"], 4).tolist(),
             "learned_greedy": f["greedy"].astype(int).tolist(),
             "policy": f["policy"].astype(int).tolist(),
-            "true": true.round(4).tolist(),
-            "true_optimal": np.asarray(gridworld.optimal_actions(true)).tolist(),
+            **truth(),
             "reward_match": round(float(f["reward_match"]), 4),
             "optimal_policy": round(float(f["optimal_policy"]), 4),
             "policy_optimal": round(float(f["policy_optimal"]), 4),
@@ -269,6 +271,15 @@ class Explainer:
     def snapshot(self) -> dict:
         """What the page shows (``status``: empty, loading or ready), as JSON."""
         return {**self.published, "presets": presets_json()}
+
+
+@functools.cache
+def truth() -> dict:
+    """The hidden map as the page draws it: ``true`` reward per cell ``[NUM_CELLS]`` and
+    ``true_optimal`` ``[NUM_CELLS][NUM_ACTIONS]``, which actions are optimal."""
+    true = gridworld.true_reward_map().reshape(-1)
+    return {"true": true.round(4).tolist(),
+            "true_optimal": np.asarray(gridworld.optimal_actions(true)).tolist()}
 
 
 def presets_json() -> dict:
