@@ -118,11 +118,21 @@ def test_same_preset_and_answers_give_the_same_map(explainer):
 
 
 def test_switching_queries_between_chunks(explainer):
-    explainer.load("oracle")
-    explainer.step()
-    explainer.set_query("random")
-    assert explainer.snapshot()["query"] == "random"
-    assert explainer.step()
+    """Random queries from the second chunk on ask other pairs than disagreement does:
+    the map differs; the same switch at the same iteration gives the same map."""
+    def run(switch):
+        explainer.load("oracle")
+        explainer.step()
+        if switch:
+            explainer.set_query("random")
+        assert explainer.step()
+        return explainer.snapshot()
+
+    switched, kept = run(True), run(False)
+    assert switched["query"] == "random" and kept["query"] == "disagreement"
+    assert switched["labels"] == kept["labels"] > 2
+    assert switched["learned"] != kept["learned"] and run(True)["learned"] == switched["learned"]
+    assert any("random queries" in e["text"] for e in switched["events"])
     with pytest.raises(ValueError, match="query 'nope'"):
         explainer.set_query("nope")
 
@@ -171,6 +181,11 @@ def test_play_pause_and_step_through_the_api(explainer):
         assert r.status_code == 409
         r = client.post("/api/labels", json={"pair": 1, "answer": "maybe"})
         assert r.status_code == 422
+        # with a token, every request carries it
+        guarded = TestClient(make_explainer_app(session, token="s3cret"))
+        assert guarded.get("/api/state").status_code == 401
+        assert guarded.post("/api/control", json={"action": "play"}).status_code == 401
+        assert guarded.get("/api/state?token=s3cret").json()["finished"]
     finally:
         session.stop()
 
