@@ -80,8 +80,8 @@ def measure(names: list[str], seed: int) -> list[dict]:
 
 
 def serve(args) -> None:
-    from rlhp.human.explainer import Explainer, Session
-    from rlhp.human.explainer_app import make_explainer_app
+    from rlhp.human.explainer import Explainer
+    from rlhp.human.explainer_app import Session, make_explainer_app
     from rlhp.human.server import Server
     session = Session(Explainer(args.seed)).start()
     session.submit("preset", args.preset)

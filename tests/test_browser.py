@@ -134,8 +134,8 @@ def test_explainer_answers_with_the_keys_reach_the_learner(browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
     from test_explain import TINY
 
-    from rlhp.human.explainer import Explainer, Session, nearer_goal
-    from rlhp.human.explainer_app import make_explainer_app
+    from rlhp.human.explainer import Explainer, nearer_goal
+    from rlhp.human.explainer_app import Session, make_explainer_app
     full = os.environ.get("RLHP_SCREENSHOT") == "1"
     session = Session(Explainer(0, **({} if full else TINY)), delay=0.05).start()
     session.submit("preset", "labeler")

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from rlhp import explain
 from rlhp.envs import gridworld as g
-from rlhp.human.explainer import Explainer, Session, nearer_goal
-from rlhp.human.explainer_app import make_explainer_app
+from rlhp.human.explainer import Explainer, nearer_goal
+from rlhp.human.explainer_app import Session, make_explainer_app
 
 # 16 iterations of 128 env steps, 4 chunks; a person's preset asks 8 labels (2 up front)
 TINY = dict(num_envs=16, rollout_length=8, total_steps=2048, num_minibatches=4,

@@ -15,20 +15,15 @@ switched between chunks (``dyn.query`` is an array: nothing recompiles). Runs ar
 deterministic: the same preset, the same answers (and switches at the same iterations)
 give the same maps.
 
-``Session`` drives an ``Explainer`` from a thread for the page: play, pause, step.
+The page drives an ``Explainer`` from a thread (``rlhp.human.explainer_app.Session``).
 """
 from __future__ import annotations
 
 import functools
-import itertools
-import queue
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rlhp.envs import gridworld, make_env
@@ -117,7 +112,7 @@ def program_key(cfg) -> tuple:
 
 class Explainer:
     """One run of a preset at a time, stepped by ``step``; ``snapshot()`` is what the
-    page shows. Not thread-safe: ``Session`` serialises access."""
+    page shows. Not thread-safe (the page's ``Session`` serialises access)."""
 
     def __init__(self, seed: int = 0, **overrides):
         self.seed, self.overrides = seed, overrides
@@ -284,83 +279,3 @@ def truth() -> dict:
 
 def presets_json() -> dict:
     return {name: {"title": p.title, "about": p.about} for name, p in PRESETS.items()}
-
-
-class Session:
-    """An ``Explainer`` run from a thread: commands (``submit``) apply in order between
-    chunks; while playing, a chunk every ``delay`` seconds until the run finishes or
-    waits for a person (then it goes on by itself once the pair is answered)."""
-
-    ACTIONS = ("play", "pause", "step", "preset", "query")
-
-    def __init__(self, explainer: Explainer, delay: float = 0.15):
-        self.explainer, self.delay = explainer, delay
-        self.playing = False
-        self.commands: queue.Queue = queue.Queue()
-        self.lock = threading.Lock()
-        self.done = 0      # commands applied so far
-        self._numbers = itertools.count(1)
-        self.error = None  # the last command that failed, in words
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "Session":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def submit(self, action: str, value: str | None = None) -> int:
-        """Queue a command; returns its number (``done`` reaches it once applied)."""
-        if action not in self.ACTIONS:
-            raise ValueError(f"action {action!r}: expected one of {', '.join(self.ACTIONS)}")
-        number = next(self._numbers)
-        self.commands.put((action, value))
-        return number
-
-    def answer(self, pair: int, answer: str) -> None:
-        with self.lock:
-            self.explainer.answer(pair, answer)
-
-    def snapshot(self) -> dict:
-        return {**self.explainer.snapshot(), "playing": self.playing,
-                "commands_done": self.done, "error": self.error}
-
-    def _apply(self, action: str, value) -> None:
-        ex = self.explainer
-        if action == "play":
-            self.playing = True
-        elif action == "pause":
-            self.playing = False
-        elif action == "step":
-            self.playing = False
-            ex.step()
-        elif action == "preset":
-            self.playing = False
-            ex.load(value)
-        elif action == "query":
-            ex.set_query(value)
-
-    def _run(self) -> None:
-        last = 0.0
-        while not self._stop.is_set():
-            running = self.playing and not self.explainer.waiting and not self.explainer.finished
-            try:
-                action, value = self.commands.get(timeout=0.02 if running else 0.1)
-            except queue.Empty:
-                if running and time.monotonic() - last >= self.delay:
-                    with self.lock:
-                        self.explainer.step()
-                    last = time.monotonic()
-                    if self.explainer.finished:
-                        self.playing = False
-                continue
-            try:
-                with self.lock:
-                    self._apply(action, value)
-                self.error = None
-            except ValueError as e:
-                self.error = str(e)
-            self.done += 1
