@@ -21,7 +21,12 @@ TINY = dict(num_envs=16, rollout_length=8, total_steps=2048, num_minibatches=4,
 
 @pytest.fixture(scope="module")
 def explainer():
-    return Explainer(seed=0, **TINY)
+    """One explainer for the module, its two default programs compiled here (the
+    synthetic online presets' and the labeler's: 60-95 s for both on this machine)."""
+    ex = Explainer(seed=0, **TINY)
+    ex.load("labeler")
+    ex.load("oracle")
+    return ex
 
 
 def answer_all(ex, rule=nearer_goal):
