@@ -209,10 +209,8 @@ def check_serving(cfg: Config, args: argparse.Namespace) -> None:
     if cfg.teacher != "human" or cfg.reward != "learned":
         raise UsageError("--port, --host and --token serve the labelling page: they need "
                          "--teacher human (and a learned reward)")
-    if not 0 <= args.port < 65536:
-        raise UsageError(f"--port {args.port}: must lie in [0, 65535] (0: a free one)")
     try:
-        check_host(args.host, args.token)
+        check_host(args.host, args.token, args.port)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

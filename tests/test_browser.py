@@ -5,6 +5,7 @@ RLHP_SCREENSHOT=1 it also renews the screenshot in docs/ (never by default: a te
 leaves the checkout as it found it)."""
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,55 @@ def test_keyboard_answers_reach_a_live_runs_database(browser, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_explainer_answers_with_the_keys_reach_the_learner(browser, tmp_path):
+    """The explainer in headless chromium, the "You are the labeler" preset: space plays,
+    the run waits at each pair, the arrow keys answer (the path ending nearer the goal)
+    and every answer reaches the learner's comparison database; the run plays to its
+    end. With RLHP_SCREENSHOT=1 it runs the full-size preset and renews
+    docs/explainer.png (taken at a pair half-way through)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_explain import TINY
+
+    from rlhp.human.explainer import Explainer, nearer_goal
+    from rlhp.human.explainer_app import Session, make_explainer_app
+    full = os.environ.get("RLHP_SCREENSHOT") == "1"
+    session = Session(Explainer(0, **({} if full else TINY)), delay=0.05).start()
+    session.submit("preset", "labeler")
+    server = Server(make_explainer_app(session)).start()
+    keys = {"left": Keys.ARROW_LEFT, "right": Keys.ARROW_RIGHT, "equal": Keys.ARROW_UP}
+    try:
+        browser.set_window_size(1180, 900)
+        browser.get(server.url)
+        wait = WebDriverWait(browser, 300)
+        body = browser.find_element(By.TAG_NAME, "body")
+        wait.until(lambda d: body.get_attribute("data-preset") == "labeler")
+        body.send_keys(" ")
+        wait.until(lambda d: body.get_attribute("data-playing") == "true")
+        answers, shot = [], False
+        while not (s := session.snapshot())["finished"]:
+            q = s["query_pair"]
+            if q is None:
+                time.sleep(0.05)
+                continue
+            wait.until(lambda d: body.get_attribute("data-pair") == str(q["pair"]))
+            if not shot and s["iteration"] >= s["iterations"] // 2:
+                assert browser.save_screenshot(str(tmp_path / "explainer.png"))
+                shot = True
+            answers.append(nearer_goal(session.explainer.store.segments(q["pair"])[0]))
+            body.send_keys(keys[answers[-1]])
+            wait.until(lambda d: body.get_attribute("data-saved") == str(len(answers)))
+        wait.until(lambda d: body.get_attribute("data-iteration") == str(s["iterations"]))
+        assert body.get_attribute("data-playing") == "false"
+    finally:
+        server.stop()
+        session.stop()
+    assert shot and len(answers) >= 4
+    assert s["labels"] == s["comparisons"] == len(answers)  # each answer in the database once
+    assert [e["text"].split(": you answered ")[1] for e in s["events"]
+            if ": you answered " in e["text"]] == answers
+    if full:
+        shutil.copy(tmp_path / "explainer.png", DOCS / "explainer.png")

@@ -103,22 +103,10 @@ def make_app(store: Store, clip_dir: Path, status: Callable[[], dict] = dict,
                              "right": f"/clips/{pair}/right.mp4"})
 
     async def labels(request: Request):
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return error(413, f"body over {MAX_BODY} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return error(413, f"body over {MAX_BODY} bytes")
         try:
-            data = json.loads(body)
-        except ValueError:
-            return error(400, "body is not JSON")
-        if not isinstance(data, dict) or set(data) != {"pair", "answer"}:
-            return error(400, 'expected {"pair": ID, "answer": ANSWER} and nothing else')
-        pair, answer = data["pair"], data["answer"]
-        if not isinstance(pair, int) or isinstance(pair, bool):
-            return error(400, "pair must be an integer id")
-        if answer not in ANSWERS:
-            return error(422, f"answer must be one of: {', '.join(ANSWERS)}")
+            pair, answer = check_answer(await read_json(request))
+        except BadRequest as e:
+            return e.response()
         try:
             seq = store.answer(pair, answer)
         except UnknownPair:
@@ -151,13 +139,61 @@ def make_app(store: Store, clip_dir: Path, status: Callable[[], dict] = dict,
               Route("/api/labels", labels, methods=["POST"]),
               Route("/clips/{pair:int}/{side}.mp4", clip),
               Route("/behaviour.mp4", behaviour)]
+    return build_app(routes, token)
+
+
+def build_app(routes: list, token: str | None = None) -> Starlette:
+    """A Starlette app of ``routes``; with a ``token``, every request must carry it."""
     middleware = [Middleware(TokenCheck, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
 
 
-def check_host(host: str, token: str | None) -> None:
-    """Raise ``ValueError`` unless serving ``host`` is safe: anything but 127.0.0.1
-    needs a token."""
+class BadRequest(Exception):
+    """A request refused with ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+    def response(self) -> JSONResponse:
+        return error(self.status, str(self))
+
+
+async def read_json(request: Request) -> dict:
+    """A POST body of at most ``MAX_BODY`` bytes holding a JSON object; raises
+    ``BadRequest`` (413 too long, 400 otherwise)."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise BadRequest(413, f"body over {MAX_BODY} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise BadRequest(413, f"body over {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadRequest(400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    return data
+
+
+def check_answer(data: dict) -> tuple[int, str]:
+    """``(pair, answer)`` of a label body ``{"pair": ID, "answer": ANSWER}``; raises
+    ``BadRequest`` (400 malformed, 422 an answer outside the four)."""
+    if set(data) != {"pair", "answer"}:
+        raise BadRequest(400, 'expected {"pair": ID, "answer": ANSWER} and nothing else')
+    pair, answer = data["pair"], data["answer"]
+    if not isinstance(pair, int) or isinstance(pair, bool):
+        raise BadRequest(400, "pair must be an integer id")
+    if answer not in ANSWERS:
+        raise BadRequest(422, f"answer must be one of: {', '.join(ANSWERS)}")
+    return pair, answer
+
+
+def check_host(host: str, token: str | None, port: int = 0) -> None:
+    """Raise ``ValueError`` (one line naming the flag) unless ``port`` is in range and
+    serving ``host`` is safe: anything but 127.0.0.1 needs a token."""
+    if not 0 <= port < 65536:
+        raise ValueError(f"--port {port}: must lie in [0, 65535] (0: a free one)")
     if host != LOCAL and not token:
         raise ValueError(f"--host {host}: serving beyond {LOCAL} needs --token (every "
                          f"request must then carry it)")

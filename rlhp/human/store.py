@@ -121,6 +121,16 @@ class Store:
                 raise AlreadyAnswered(pair) from None
             return int(cur.lastrowid)
 
+    def segments(self, pair: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pair's segments, obs ``[2, L, ...]`` and action ``[2, L, ...]``; raises
+        ``UnknownPair``."""
+        with self._lock:
+            row = self._db.execute("SELECT segments FROM queries WHERE id = ?",
+                                   (pair,)).fetchone()
+        if row is None:
+            raise UnknownPair(pair)
+        return unpack(row[0])
+
     def pending(self) -> list[int]:
         """Ids of the queries without an answer, oldest first."""
         with self._lock:

@@ -63,11 +63,16 @@ def insert_labels(insert, pref, labels: list[Label], key):
 
 
 class HumanTeacher:
-    def __init__(self, trainer, store: Store, clip_dir: Path, inserted: int = 0):
+    """The seam's host side for ``trainer``, posing pairs into ``store``; with a
+    ``clip_dir`` their clips are rendered there (without one, a page draws the segments
+    itself: the explainer's gridworld paths)."""
+
+    def __init__(self, trainer, store: Store, clip_dir: Path | None, inserted: int = 0):
         self.trainer, self.store, self.inserted = trainer, store, inserted
-        self.clip_dir = Path(clip_dir)
-        self.clip_dir.mkdir(parents=True, exist_ok=True)
-        self.frames, self.fps = clips.clip_maker(trainer.env.spec)
+        self.clip_dir = Path(clip_dir) if clip_dir is not None else None
+        if self.clip_dir is not None:
+            self.clip_dir.mkdir(parents=True, exist_ok=True)
+            self.frames, self.fps = clips.clip_maker(trainer.env.spec)
         learner, cfg = trainer.learner, trainer.cfg
         self.key = jax.random.PRNGKey(cfg.seed + 3)
         self.status = {"budget": cfg.labels, "env_steps": 0, "true_return": None,
@@ -101,7 +106,8 @@ class HumanTeacher:
         return int(max(0, min(due - counts["queries"], QUEUE - counts["pending"])))
 
     def pose(self, state, iteration: int, dyn) -> list[int]:
-        """Select the pairs wanted now, keep them and render their clips; returns their ids."""
+        """Select the pairs wanted now, keep them and render their clips (with a
+        ``clip_dir``); returns their ids."""
         k = self.labels_wanted(iteration)
         if k == 0:
             return []
@@ -110,17 +116,18 @@ class HumanTeacher:
         ids = []
         for i in np.flatnonzero(query.asked):
             obs, action = np.asarray(query.obs[i]), np.asarray(query.action[i])
-            left, right = self.frames(obs[0]), self.frames(obs[1])
             pair = self.store.add_query(obs, action, iteration)
-            clips.write(left, self.clip_dir / f"{pair}-left.mp4", self.fps)
-            clips.write(right, self.clip_dir / f"{pair}-right.mp4", self.fps)  # last: ready
+            if self.clip_dir is not None:
+                left, right = self.frames(obs[0]), self.frames(obs[1])
+                clips.write(left, self.clip_dir / f"{pair}-left.mp4", self.fps)
+                clips.write(right, self.clip_dir / f"{pair}-right.mp4", self.fps)  # last: ready
             ids.append(pair)
         return ids
 
     def show_behaviour(self, state) -> None:
         """The newest buffered segment as ``behaviour.mp4`` (at most every
         ``BEHAVIOUR_SECONDS``)."""
-        if time.monotonic() - self._last_behaviour < BEHAVIOUR_SECONDS:
+        if self.clip_dir is None or time.monotonic() - self._last_behaviour < BEHAVIOUR_SECONDS:
             return
         seg = state.pref.segments
         if not bool(seg.filled.any()):

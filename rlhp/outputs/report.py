@@ -16,6 +16,23 @@ def learned_cell_reward(trainer, state) -> jnp.ndarray:
     return learner.predict(state.pref, obs, act, 1.0).mean(-1)                      # [25]
 
 
+def gridworld_figures(trainer, state) -> dict:
+    """Gridworld's exact-optimum figures as arrays (jittable): ``reward [NUM_CELLS]``, the
+    reward the learner optimised per cell (r-hat, or the true one); ``greedy
+    [NUM_CELLS]`` int, that reward's greedy action by value iteration; ``policy
+    [NUM_CELLS]`` int, the trained policy's greedy action; and the scalars
+    ``reward_match``, ``optimal_policy`` and ``policy_optimal`` of ``task_metrics``."""
+    true = jnp.asarray(gridworld.true_reward_map()).reshape(-1)
+    learned = learned_cell_reward(trainer, state) if trainer.learner else true
+    _, q = gridworld.value_iteration(learned)
+    greedy = jnp.argmax(q, -1)
+    policy = trainer.act(state, gridworld.all_cells_obs())
+    return {"reward": learned, "greedy": greedy, "policy": policy,
+            "policy_optimal": gridworld.greedy_optimal_share(policy),
+            "optimal_policy": gridworld.greedy_optimal_share(greedy),
+            "reward_match": jnp.corrcoef(true, learned)[0, 1]}
+
+
 def task_metrics(trainer, state) -> dict:
     """Extra summary figures for tasks with a known optimum.
 
@@ -27,13 +44,9 @@ def task_metrics(trainer, state) -> dict:
     """
     if trainer.env.spec.name != "gridworld":
         return {}
-    obs = gridworld.all_cells_obs()
-    true = jnp.asarray(gridworld.true_reward_map()).reshape(-1)
-    learned = learned_cell_reward(trainer, state) if trainer.learner else true
-    _, q = gridworld.value_iteration(learned)
-    return {"policy_optimal": float(gridworld.greedy_optimal_share(trainer.act(state, obs))),
-            "optimal_policy": float(gridworld.greedy_optimal_share(jnp.argmax(q, -1))),
-            "reward_match": float(jnp.corrcoef(true, learned)[0, 1])}
+    figures = gridworld_figures(trainer, state)
+    return {name: float(figures[name])
+            for name in ("policy_optimal", "optimal_policy", "reward_match")}
 
 
 def segment_rewards(trainer, state, reward_std: float = 1.0):
