@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhp.config import DYNAMIC_FIELDS, Config, ConfigError
+from rlhp.config import DYNAMIC_FIELDS, Config, ConfigError, parse_seeds
 
 
 @dataclass
@@ -108,18 +108,6 @@ def parse_list(text: str, kind=str) -> list:
     if not all(items) or len(set(items)) != len(items):
         raise ValueError(f"want a comma-separated list of distinct values; got {text!r}")
     return [kind(t) for t in items]
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"8"`` -> seeds 0-7; ``"100-107"`` or ``"0,3,5"`` as written."""
-    if text.isdigit():
-        if int(text) < 1:
-            raise ValueError(f"--seeds {text}: want at least one seed")
-        return list(range(int(text)))
-    first, dash, last = text.partition("-")
-    if dash and first.isdigit() and last.isdigit() and int(first) <= int(last):
-        return list(range(int(first), int(last) + 1))
-    return parse_list(text, int)
 
 
 def sweep_axes(args) -> tuple[dict, dict, list[int]]:
@@ -299,7 +287,7 @@ def main(argv=None) -> int:
         "command again to continue a stopped sweep."))
     p.add_argument("--env", default="gridworld")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--seeds", default="4", help="a count (4: seeds 0-3), a range 100-107, or 0,3,5")
+    p.add_argument("--seeds", default="4", help="a count (4: seeds 0-3), a range 100-107, or 0,3,5; one seed: 5-5")
     p.add_argument("--labels", default="0,50,200", help="label budgets; 0 is the true reward")
     p.add_argument("--query", default="disagreement", help="query schemes, comma-separated")
     p.add_argument("--teacher", default="oracle", help="synthetic teachers, comma-separated")
