@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhp.config import DYNAMIC_FIELDS, Config, ConfigError, parse_seeds
+from rlhp.run import StatusLines
 
 
 @dataclass
@@ -216,26 +217,18 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     return rows
 
 
-class Progress:
-    """One flushed line per tenth of the whole sweep's env steps (every program's), and at
-    the end: what a terminal and a log both show."""
+class Progress(StatusLines):
+    """``StatusLines`` over the env steps of every program of a sweep: a line per tenth of
+    the whole sweep or every half minute, with the rate and the time left."""
 
     def __init__(self, total: int, stream=None):
-        import sys
-        import time
-        self.total, self.done, self.tenth = total, 0, 0
-        self.stream, self.clock, self.start = stream or sys.stderr, time.time, time.time()
-
-    def say(self, text: str) -> None:
-        print(f"sweep: {text}", file=self.stream, flush=True)
+        super().__init__("sweep", total, stream=stream)
+        self.done, self.start = 0, self.clock()
 
     def advance(self, name: str, steps: int) -> None:
         self.done += steps
-        if self.done * 10 >= (self.tenth + 1) * self.total or self.done >= self.total:
-            self.tenth = self.done * 10 // self.total
-            rate = self.done / max(self.clock() - self.start, 1e-9)
-            self.say(f"{self.done:,}/{self.total:,} env steps over all runs "
-                     f"({100 * self.done / self.total:.0f}%) | {rate:,.0f} steps/s | {name}")
+        rate = self.done / max(self.clock() - self.start, 1e-9)
+        self.update(self.done, f"{rate:,.0f} steps/s | {name}", rate)
 
 
 def write_outputs(rows: list[dict], out) -> None:
