@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.tables import num, table as markdown_table
-from experiments.seeds import TRUE, parse_seeds, parse_setting, run_all, table as seed_table
+from experiments.seeds import TRUE, parse_setting, seed_list, run_all, table as seed_table
 
 TEACHER = "reward=teacher"
 DEFAULT = "default"
@@ -231,7 +231,8 @@ def settings_of(extra: list[tuple[str, str]], teacher: bool, true: bool) -> list
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="hopper", help="comma-separated, e.g. hopper,walker2d")
-    p.add_argument("--seeds", type=parse_seeds, default="0-7", help="0-7 or 0,1,2")
+    p.add_argument("--seeds", type=seed_list, default="0-7",
+                   help="a count (8: seeds 0-7), a range 100-107, or 0,3,5; one seed: 5-5")
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
     p.add_argument("--setting", type=parse_setting, action="append", default=[],
                    help='NAME="rlhp.run arguments", run beside the default (repeatable)')

@@ -32,21 +32,13 @@ from benchmarks.tables import num, table as markdown_table
 TRUE = "reward=true"
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-7"``, ``"0,1,2"`` or both (``"0-3,8"``) as a list of seeds, in order, no repeats."""
-    seeds: list[int] = []
+def seed_list(text: str) -> list[int]:
+    """``rlhp.config.parse_seeds`` as an argparse type (its message kept)."""
+    from rlhp.config import parse_seeds
     try:
-        for part in text.split(","):
-            first, dash, last = part.strip().partition("-")
-            span = range(int(first), int(last if dash else first) + 1)
-            if not span:
-                raise ValueError
-            seeds += span
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds: want 0-7 or 0,1,2; got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"seeds: want distinct seeds >= 0; got {text!r}")
-    return seeds
+        return parse_seeds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run_argv(env: str, steps: int | None, seed: int, args: list[str], run_dir: Path) -> list[str]:
@@ -185,7 +177,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="hopper")
     p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--seeds", type=parse_seeds, default="0,1,2,3", help="0-7 or 0,1,2")
+    p.add_argument("--seeds", type=seed_list, default="0-3",
+                   help="a count (8: seeds 0-7), a range 100-107, or 0,3,5; one seed: 5-5")
     p.add_argument("--setting", type=parse_setting, action="append", default=[],
                    help='NAME="rlhp.run arguments" (repeatable; NAME= alone: the preset)')
     p.add_argument("--true", action="store_true", help="also run --reward=true on each seed")

@@ -224,6 +224,30 @@ class TeacherConfig:
                                         "back from its last step", dynamic=True)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from a flag: a count (``"8"``: seeds 0-7), ranges and lists as written
+    (``"100-107"``, ``"0,3,5"``, ``"0-3,8"``; one seed: ``"4-4"``); distinct, >= 0, in order.
+    Raises ``ValueError`` with a one-line message."""
+    if text.strip().isdigit():
+        if int(text) < 1:
+            raise ValueError(f"--seeds {text}: a count wants at least one seed")
+        return list(range(int(text)))
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            span = range(int(first), int(last if dash else first) + 1)
+            if not span:
+                raise ValueError
+            seeds += span
+    except ValueError:
+        raise ValueError(f"--seeds {text}: want a count (8), a range (100-107) or a list "
+                         "(0,3,5)") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds {text}: want distinct seeds >= 0")
+    return seeds
+
+
 def choices_of(f: dataclasses.Field) -> tuple | None:
     """The allowed values of field ``f`` (None: any in its range)."""
     choices = f.metadata.get("choices")

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhp.config import DYNAMIC_FIELDS, Config, ConfigError
+from rlhp.config import DYNAMIC_FIELDS, Config, ConfigError, parse_seeds
+from rlhp.run import StatusLines
 
 
 @dataclass
@@ -108,18 +109,6 @@ def parse_list(text: str, kind=str) -> list:
     if not all(items) or len(set(items)) != len(items):
         raise ValueError(f"want a comma-separated list of distinct values; got {text!r}")
     return [kind(t) for t in items]
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"8"`` -> seeds 0-7; ``"100-107"`` or ``"0,3,5"`` as written."""
-    if text.isdigit():
-        if int(text) < 1:
-            raise ValueError(f"--seeds {text}: want at least one seed")
-        return list(range(int(text)))
-    first, dash, last = text.partition("-")
-    if dash and first.isdigit() and last.isdigit() and int(first) <= int(last):
-        return list(range(int(first), int(last) + 1))
-    return parse_list(text, int)
 
 
 def sweep_axes(args) -> tuple[dict, dict, list[int]]:
@@ -228,26 +217,18 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     return rows
 
 
-class Progress:
-    """One flushed line per tenth of the whole sweep's env steps (every program's), and at
-    the end: what a terminal and a log both show."""
+class Progress(StatusLines):
+    """``StatusLines`` over the env steps of every program of a sweep: a line per tenth of
+    the whole sweep or every half minute, with the rate and the time left."""
 
     def __init__(self, total: int, stream=None):
-        import sys
-        import time
-        self.total, self.done, self.tenth = total, 0, 0
-        self.stream, self.clock, self.start = stream or sys.stderr, time.time, time.time()
-
-    def say(self, text: str) -> None:
-        print(f"sweep: {text}", file=self.stream, flush=True)
+        super().__init__("sweep", total, stream=stream)
+        self.done, self.start = 0, self.clock()
 
     def advance(self, name: str, steps: int) -> None:
         self.done += steps
-        if self.done * 10 >= (self.tenth + 1) * self.total or self.done >= self.total:
-            self.tenth = self.done * 10 // self.total
-            rate = self.done / max(self.clock() - self.start, 1e-9)
-            self.say(f"{self.done:,}/{self.total:,} env steps over all runs "
-                     f"({100 * self.done / self.total:.0f}%) | {rate:,.0f} steps/s | {name}")
+        rate = self.done / max(self.clock() - self.start, 1e-9)
+        self.update(self.done, f"{rate:,.0f} steps/s | {name}", rate)
 
 
 def write_outputs(rows: list[dict], out) -> None:
@@ -299,7 +280,7 @@ def main(argv=None) -> int:
         "command again to continue a stopped sweep."))
     p.add_argument("--env", default="gridworld")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--seeds", default="4", help="a count (4: seeds 0-3), a range 100-107, or 0,3,5")
+    p.add_argument("--seeds", default="4", help="a count (4: seeds 0-3), a range 100-107, or 0,3,5; one seed: 5-5")
     p.add_argument("--labels", default="0,50,200", help="label budgets; 0 is the true reward")
     p.add_argument("--query", default="disagreement", help="query schemes, comma-separated")
     p.add_argument("--teacher", default="oracle", help="synthetic teachers, comma-separated")

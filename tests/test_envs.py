@@ -48,6 +48,13 @@ def test_protocol(name, backend):
     assert not done[~valid].any()
     assert not (np.asarray(steps.terminated) & np.asarray(steps.truncated)).any()
     assert np.isfinite(np.asarray(steps.obs)).all()
+    # one step keeps the state's types (weak types included): a state whose types change
+    # makes every jitted function that takes it compile twice
+    state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+    action = jnp.zeros((B, *spec.action_shape), jnp.int32 if spec.discrete else jnp.float32)
+    after = jax.eval_shape(env.step, state, action)[0]
+    avals = lambda tree: [(x.shape, x.dtype, x.weak_type) for x in jax.tree.leaves(tree)]  # noqa: E731
+    assert avals(after) == avals(state)
 
 
 def test_fresh_starts_differ():

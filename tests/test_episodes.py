@@ -71,10 +71,14 @@ def episodes(request):
     run = rollout_fn(env)
     key = jax.random.PRNGKey(0)
     if request.param == "brax":
-        vrun, vreset = jax.jit(jax.vmap(run)), jax.jit(jax.vmap(env.reset))
         one = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
         many = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731
-        run, reset = (lambda s, k: one(vrun(many(s), many(k)))), lambda k: one(vreset(many(k)))
+        vrun, vreset = jax.vmap(run), jax.vmap(env.reset)
+        # committed inputs throughout (start, final and a restored state alike), so the
+        # rollout compiles once
+        put = lambda tree: jax.device_put(tree, jax.devices()[0])  # noqa: E731
+        run_one = jax.jit(lambda s, k: one(vrun(many(s), many(k))))
+        run, reset = (lambda s, k: run_one(put(s), put(k))), jax.jit(lambda k: one(vreset(many(k))))
     else:
         run, reset = jax.jit(run), env.reset
     start = reset(key)
@@ -131,7 +135,8 @@ def test_teacher_never_sees_the_control_cost(episodes):
     backend, _, _, key, _, (_, (state, step, action)) = episodes
     std = (brax_env.make("hopper", B) if backend == "brax"
            else envpool_env.make("hopper", B, seed=0))
-    s, std_step = std.reset(key), jax.jit(std.step)
+    # a committed start, like the jitted step's outputs, so the step compiles once
+    s, std_step = jax.device_put(std.reset(key), jax.devices()[0]), jax.jit(std.step)
     n = 6
     assert np.asarray(state.task[1].healthy[:n]).all()
     for i in range(n):

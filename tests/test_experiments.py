@@ -29,20 +29,22 @@ def test_seeds_tables_runs_reports_failures_and_resumes(tmp_path, capsys):
     assert summary.stat().st_mtime_ns == stamp
     assert "truth seed 0" in capsys.readouterr().out
     # a setting whose arguments changed does not take the old runs for its own
-    seeds.main(["--env", "gridworld", "--steps", "2048", "--seeds", "0", "--parallel", "1",
+    seeds.main(["--env", "gridworld", "--steps", "2048", "--seeds", "1", "--parallel", "1",
                 "--setting", "truth=--reward=true --set gamma=0.5", "--out", str(tmp_path)])
     rerun = json.loads((tmp_path / "seeds.json").read_text())["settings"][0]["runs"][0]
     assert "holds another run" in rerun["error"] and "gamma" in rerun["error"]
     assert summary.stat().st_mtime_ns == stamp
 
 
-def test_seeds_parse_as_ranges_or_lists():
-    assert seeds.parse_seeds("0-3") == [0, 1, 2, 3]
-    assert seeds.parse_seeds("0,1,2") == [0, 1, 2]
-    assert seeds.parse_seeds("5,0-1") == [5, 0, 1]
-    for bad in ("0-1,1", "a", "", "3-1", "3-1,5", "-1"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            seeds.parse_seeds(bad)
+def test_seeds_parse_as_a_count_ranges_or_lists():
+    assert seeds.seed_list("3") == [0, 1, 2]
+    assert seeds.seed_list("4-4") == [4]
+    assert seeds.seed_list("0-3") == [0, 1, 2, 3]
+    assert seeds.seed_list("0,1,2") == [0, 1, 2]
+    assert seeds.seed_list("5,0-1") == [5, 0, 1]
+    for bad in ("0", "0-1,1", "a", "", "3-1", "3-1,5", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"--seeds {bad}:"):
+            seeds.seed_list(bad)
 
 
 def test_mujoco_statistics_on_hand_worked_numbers():

@@ -52,7 +52,14 @@ def load(name: str, pipeline: str, num_envs: int, **kwargs):
                    obs_shape=(env.observation_size,), action_shape=(env.action_size,),
                    num_actions=0, max_episode_steps=MAX_EPISODE_STEPS, dt=float(env.dt),
                    vmappable=True)
-    return env, spec, jax.vmap(env.reset), jax.vmap(env.step)
+    return env, spec, strong(jax.vmap(env.reset)), strong(jax.vmap(env.step))
+
+
+def strong(f):
+    """``f`` with every output leaf strongly typed. brax's step returns some leaves weakly
+    typed (``done``, metrics) that its reset returns strongly typed, and a state whose
+    types change after one step makes every jitted function that takes it compile twice."""
+    return lambda *args: jax.tree.map(lambda x: x.astype(x.dtype), f(*args))
 
 
 def where_fresh(mask: jax.Array, fresh, old):

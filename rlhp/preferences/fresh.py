@@ -33,24 +33,32 @@ def pooled(x, window: int) -> np.ndarray:
     return c - before[..., :c.shape[-1]]
 
 
-def running_accuracy(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -> np.ndarray:
-    """Share of the last ``window`` iterations' fresh pairs r-hat got right, at every
-    iteration: ``correct``, ``judged`` ``[..., I]`` counts per iteration -> ``[..., I]``
-    float (NaN while the window holds fewer than ``min_pairs`` pairs)."""
-    right, n = pooled(correct, window), pooled(judged, window)
+def share(right, n, min_pairs: int = MIN_PAIRS) -> np.ndarray:
+    """``right / n`` of pooled counts ``[..., I]`` (NaN under ``min_pairs`` pairs)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n >= min_pairs, right / n, np.nan)
 
 
-def upper_bound(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -> np.ndarray:
-    """Wilson score upper bound (one-sided 95%) of each window's accuracy, ``[..., I]``
-    like ``running_accuracy`` (NaN under ``min_pairs`` pairs)."""
-    right, n = pooled(correct, window), pooled(judged, window)
+def wilson_upper(right, n, min_pairs: int = MIN_PAIRS) -> np.ndarray:
+    """Wilson score upper bound (one-sided 95%) of the share ``right / n`` of pooled counts
+    ``[..., I]`` (NaN under ``min_pairs`` pairs)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         p = right / n
         centre = p + Z**2 / (2 * n)
         spread = Z * np.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2))
         return np.where(n >= min_pairs, (centre + spread) / (1 + Z**2 / n), np.nan)
+
+
+def running_accuracy(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -> np.ndarray:
+    """Share of the last ``window`` iterations' fresh pairs r-hat got right, at every
+    iteration: ``correct``, ``judged`` ``[..., I]`` counts per iteration -> ``[..., I]``
+    float (NaN while the window holds fewer than ``min_pairs`` pairs)."""
+    return share(pooled(correct, window), pooled(judged, window), min_pairs)
+
+
+def upper_bound(correct, judged, window: int, min_pairs: int = MIN_PAIRS) -> np.ndarray:
+    """``wilson_upper`` of each window's accuracy, ``[..., I]`` like ``running_accuracy``."""
+    return wilson_upper(pooled(correct, window), pooled(judged, window), min_pairs)
 
 
 def first_alarm(running, threshold: float, upper=None) -> int | None:
@@ -70,8 +78,9 @@ def first_alarm(running, threshold: float, upper=None) -> int | None:
 def alarm(correct, judged, window: int, threshold: float) -> tuple[np.ndarray, int | None]:
     """``(running accuracy [I], index of the first alarm or None)`` from one run's counts
     per iteration ``[I]``."""
-    running = running_accuracy(correct, judged, window)
-    return running, first_alarm(running, threshold, upper_bound(correct, judged, window))
+    right, n = pooled(correct, window), pooled(judged, window)
+    running = share(right, n)
+    return running, first_alarm(running, threshold, wilson_upper(right, n))
 
 
 def from_rows(rows: list[dict], window: int, threshold: float) -> tuple[np.ndarray, int | None]:
