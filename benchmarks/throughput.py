@@ -56,7 +56,8 @@ def measure(task: str, repeats: int, tiny: bool) -> dict:
         if preset(task).agent == "a2c":
             overrides.update(rollout_length=25)
     cfg = preset(task, **overrides)
-    chunk_iters = 1 if tiny else max(1, 8192 // cfg.batch_size)
+    # Atari: one iteration (400 steps, 1,600 frames) a chunk: its CNN updates are slow here
+    chunk_iters = 1 if tiny or cfg.agent == "a2c" else max(1, 8192 // cfg.batch_size)
     cfg = cfg.replace(iterations_per_chunk=chunk_iters,
                       total_steps=10_000 * chunk_iters * cfg.batch_size)
     assert cfg.chunk_iterations == chunk_iters

@@ -159,6 +159,32 @@ def test_nature_cnn_shapes():
                                atol=1e-4)
 
 
+def test_atari_preset_and_its_rules():
+    from rlhp.config import ConfigError
+    from rlhp.presets import preset
+    from rlhp.run import check_memory
+    from rlhp.train import make_learner
+
+    cfg = preset("pong")
+    assert (cfg.agent, cfg.reward_net, cfg.num_envs, cfg.a2c_steps) == ("a2c", "cnn", 16, 5)
+    assert (cfg.labels, cfg.upfront_labels, cfg.label_capacity) == (3300, 500, 3000)
+    assert preset("pong", reward="true").reward_net == "mlp"  # no reward model to build
+    assert preset("hopper").agent == "ppo"
+    with pytest.raises(ConfigError, match="label_window"):
+        preset("pong", label_window=100)                  # less than the up-front labels
+    with pytest.raises(ConfigError, match="a2c_steps"):
+        preset("pong", a2c_steps=7)                       # does not divide the rollout
+    spec = make_env("pong", "envpool", 16).spec
+    # the database of 3,000 pairs of 28 uint8 frames: 1.2 GB, over half of 2 GiB
+    with pytest.raises(ConfigError, match="label_window=3000: .* 1.2 GiB.*at most 2,557"):
+        check_memory(cfg, spec, available=2 * 2**30)
+    check_memory(cfg, spec, available=4 * 2**30)
+    with pytest.raises(ConfigError, match="teacher='human' cannot label pong"):
+        make_learner(preset("pong", teacher="human"), spec)
+    with pytest.raises(ConfigError, match="reward_net='cnn' needs image observations"):
+        make_learner(preset("hopper", reward_net="cnn"), make_env("hopper", "envpool", 16).spec)
+
+
 def test_nstep_returns_by_hand():
     g = 0.5
     reward = jnp.array([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])
