@@ -110,6 +110,33 @@ def test_uint8_store_round_trip(pong):
     np.testing.assert_array_equal(np.asarray(store.unpack(buf.obs[:2])), np.asarray(obs))
 
 
+def test_segment_rewards_read_stored_frames(pong):
+    """The run's reward scatter reads the buffered clips of frames back as observations."""
+    from types import SimpleNamespace
+
+    from rlhp.outputs.report import segment_rewards
+    from rlhp.preferences.learner import RewardLearner
+
+    _, s = pong
+    learner = RewardLearner(
+        net=reward_model.RewardMLP((4,), num_actions=6, use_action=False), members=2,
+        segment_length=5,
+        segment_capacity=4, label_capacity=2, candidate_factor=1, batch=1,
+        obs_shape=(84, 84, 4), action_shape=(), action_dtype=jnp.int32,
+        clips=frames.Frames((84, 84, 4), atari.HIDDEN["pong"]))
+    pref = learner.init(jax.random.PRNGKey(0))
+    obs = jnp.asarray(s.obs[:10].reshape(2, 5, B, 84, 84, 4).transpose(0, 2, 1, 3, 4, 5))
+    valid = jnp.ones((10, B), bool)
+    pref = learner.observe(pref, jnp.asarray(s.obs[:10]), jnp.zeros((10, B), jnp.int32),
+                           jnp.asarray(s.reward[:10]), valid, ~valid)
+    assert pref.segments.filled.all() and pref.segments.obs.shape == (4, 8, 84, 84)
+    r_hat, true = segment_rewards(SimpleNamespace(learner=learner), SimpleNamespace(pref=pref))
+    assert r_hat.shape == true.shape == (4 * 5,)
+    direct = learner.predict(pref, obs.reshape(4, 5, 84, 84, 4), jnp.zeros((4, 5), jnp.int32),
+                             1.0)
+    np.testing.assert_allclose(r_hat, np.asarray(direct).ravel(), rtol=1e-5)
+
+
 def test_reward_cnn_shapes_and_train_eval_split():
     net = reward_model.RewardCNN()
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 2, 84, 84, 4))
