@@ -242,7 +242,7 @@ def tiny_pong():
     return cfg, *jax.tree.map(np.asarray, (state, after, metrics))
 
 
-@pytest.mark.slow  # ~10 min of XLA compiling convolutions on this 2-core machine
+@pytest.mark.slow  # 3.5 min here, mostly XLA compiling the convolutions and their gradients
 def test_tiny_pong_preference_run_updates(tiny_pong):
     cfg, state, after, m = tiny_pong
     assert cfg.agent == "a2c" and cfg.reward_net == "cnn" and cfg.chunk_iterations == 4
