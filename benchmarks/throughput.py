@@ -4,7 +4,8 @@ For each task at its default (preference-learning) config: the raw env steps/s o
 backend and number of envs under random actions (a jitted scan of ``env.step``), the full
 ``train_step``'s env steps/s, their ratio (both measured in this run), the compile time of
 the training program and the process's peak memory. Each task runs in its own process so
-peak memory is its own.
+peak memory is its own. On Atari (pong) an env step is 4 frames (frame skip 4), and the
+reward model's pretraining is cut to one update (it is not part of the loop measured).
 
     python -m benchmarks.throughput --json throughput.json
 """
@@ -18,7 +19,7 @@ import jax
 
 from benchmarks import common
 
-TASKS = ("hopper", "halfcheetah", "gridworld")
+TASKS = ("hopper", "halfcheetah", "gridworld", "pong")
 COLUMNS = ["env", "backend", "num_envs", "raw_steps_per_second", "train_steps_per_second",
            "ratio", "compile_seconds", "peak_rss_mb"]
 
@@ -47,11 +48,16 @@ def measure(task: str, repeats: int, tiny: bool) -> dict:
     from rlhp.train import make_train
 
     overrides = dict(total_steps=10**9)
+    if preset(task).agent == "a2c":  # Atari: its rollout is one 25-step clip
+        overrides.update(pretrain_updates=1)
     if tiny:
         overrides.update(num_envs=4, rollout_length=64, num_minibatches=4, update_epochs=1,
                          pretrain_updates=1, prefill_iterations=1, segment_capacity=32)
+        if preset(task).agent == "a2c":
+            overrides.update(rollout_length=25)
     cfg = preset(task, **overrides)
-    chunk_iters = 1 if tiny else max(1, 8192 // cfg.batch_size)
+    # Atari: one iteration (400 steps, 1,600 frames) a chunk: its CNN updates are slow here
+    chunk_iters = 1 if tiny or cfg.agent == "a2c" else max(1, 8192 // cfg.batch_size)
     cfg = cfg.replace(iterations_per_chunk=chunk_iters,
                       total_steps=10_000 * chunk_iters * cfg.batch_size)
     assert cfg.chunk_iterations == chunk_iters

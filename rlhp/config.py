@@ -107,10 +107,18 @@ class EnvConfig:
         10.0, "preference episodes (MuJoCo, brax and envpool): what each unhealthy step "
         "costs in the teacher's reward, on top of the withheld healthy bonus", low=0.0,
         high=FLOAT32_MAX)
+    end_penalty: float = setting(
+        10.0, "preference runs on Atari: what the end of a game costs in the teacher's reward "
+        "(not in Pong; rlhp.envs.atari)", low=0.0, high=FLOAT32_MAX)
 
 
 @section("agent")
 class AgentConfig:
+    agent: str = setting("ppo", "the policy learner: PPO (MLP) or A2C (the Nature CNN, "
+                         "for image observations)", choices=("ppo", "a2c"))
+    a2c_steps: int = setting(5, "A2C: n of its n-step returns; a rollout is learned from "
+                             "as rollout_length / n updates (must divide rollout_length)",
+                             low=1, high=2**16)
     update_epochs: int = setting(10, "PPO epochs per iteration", low=1, high=2**16)
     num_minibatches: int = setting(32, "PPO minibatches per epoch (must divide "
                                    "num_envs x rollout_length)", low=1, high=INT32_MAX)
@@ -121,7 +129,8 @@ class AgentConfig:
     scale_reward: bool = setting(True, "divide the learner's reward by the running std of "
                                  "its discounted return")
     anneal_lr: bool = setting(True, "anneal the policy's learning rate linearly to 0")
-    learning_rate: float = positive(3e-4, "Adam step size of the policy", dynamic=True)
+    learning_rate: float = positive(3e-4, "step size of the policy (PPO: Adam, A2C: RMSProp)",
+                                    dynamic=True)
     gamma: float = probability(0.99, "discount", dynamic=True)
     gae_lambda: float = probability(0.95, "GAE lambda", dynamic=True)
     clip_eps: float = positive(0.2, "PPO ratio clip range", dynamic=True)
@@ -138,6 +147,8 @@ class AgentConfig:
 
 @section("reward_model")
 class RewardModelConfig:
+    reward_net: str = setting("mlp", "architecture of each r-hat member: the paper's MuJoCo "
+                              "MLP, or its Atari CNN on 84x84x4 frames", choices=("mlp", "cnn"))
     ensemble_size: int = setting(3, "members of the r-hat ensemble", low=1, high=1024)
     reward_hidden: tuple = setting((64, 64), "hidden layer sizes of each r-hat member",
                                    low=1, high=2**16)
@@ -148,6 +159,9 @@ class RewardModelConfig:
                                 high=2**20)
     reward_updates: int = setting(8, "reward-model minibatch steps per iteration", low=0,
                                   high=2**20)
+    reward_split_sample: int = setting(
+        64, "labels per member drawn each iteration to estimate its training and held-out "
+        "losses (the adaptive L2 rule, the accuracy figures)", low=1, high=2**16)
     reward_l2_max: float = positive(
         10.0, "upper bound of the adaptive L2 weight (on each member's mean squared "
         "parameter, so 10 is ~0.002 per parameter on the sum for a Hopper-sized net)")
@@ -180,6 +194,9 @@ class QueryConfig:
                                     high=EXACT_F32)
     max_labels: int = setting(0, "capacity of the comparison database (0: the label budget); "
                               "bounds swept budgets", low=0, high=EXACT_F32)
+    label_window: int = setting(0, "the comparison database keeps only the most recent N "
+                                "labels (0: all of them; the paper's Atari: 3,000)", low=0,
+                                high=EXACT_F32)
     queries_per_iteration: int = setting(0, "static maximum of labels asked per iteration "
                                          "(0: derived from the schedule)", low=0,
                                          high=EXACT_F32)
@@ -312,7 +329,7 @@ class Sizes:
     rl_steps: int             # env steps after exploration: the schedule's span
     chunk_iterations: int     # largest divisor of rl_iterations <= iterations_per_chunk
     steps: int                # env steps actually run: whole iterations
-    label_capacity: int       # the comparison database: max_labels or the budget
+    label_capacity: int       # the comparison database: label_window, max_labels or the budget
     upfront_labels: int       # static maximum of the labels asked before RL starts
     labels_per_iteration: int  # static maximum K asked in one iteration (a mask picks k)
 
@@ -347,10 +364,20 @@ def derive(cfg: "Config") -> Sizes:
         # the rate is highest in the first iteration: its share of the rest, with room
         first = rest * schedule_fraction(batch, rl * batch, cfg.label_horizon, np)
         per_iteration = max(2, -(-3 * rest // rl) + 1, int(np.ceil(2 * first)) + 1)
+    if cfg.label_window and cfg.label_window < max(upfront, per_iteration):
+        raise ConfigError(f"label_window={cfg.label_window}: must hold the labels asked at "
+                          f"once ({max(upfront, per_iteration)})", "label_window")
+    if cfg.label_window and cfg.offline:
+        raise ConfigError("label_window needs an online run (offline, every label is asked "
+                          "at once)", "label_window")
+    if cfg.agent == "a2c" and cfg.rollout_length % cfg.a2c_steps:
+        raise ConfigError(f"a2c_steps={cfg.a2c_steps}: must divide rollout_length="
+                          f"{cfg.rollout_length}", "a2c_steps")
     return Sizes(batch_size=batch, minibatch_size=batch // cfg.num_minibatches,
                  num_iterations=n, explore_iterations=explore, rl_iterations=rl,
                  rl_steps=rl * batch, chunk_iterations=chunk, steps=n * batch,
-                 label_capacity=capacity, upfront_labels=upfront,
+                 label_capacity=min(capacity, cfg.label_window or capacity),
+                 upfront_labels=upfront,
                  labels_per_iteration=per_iteration)
 
 

@@ -233,17 +233,24 @@ def check_memory(cfg: Config, spec, available: int | None = None) -> None:
     this machine's memory). Needs the env's spec: the segment length and observation size."""
     from math import prod
 
+    import numpy as np
+
+    from rlhp.preferences.frames import codec
     from rlhp.train import segment_length
     available = memory_bytes() if available is None else available
     L = segment_length(cfg, spec.dt)
-    step = 4 * (prod(spec.obs_shape) + max(1, prod(spec.action_shape)) + 1)  # float32/int32
+    rest = 4 * (max(1, prod(spec.action_shape)) + 1)  # the action and a reward: 32-bit each
+    step = prod(spec.obs_shape) * (1 if spec.frame_stack else 4) + rest  # uint8 images
+    clip_shape, clip_dtype = codec(spec).stored(L)
+    clip = prod(clip_shape) * np.dtype(clip_dtype).itemsize + L * rest
     parts = {"num_envs": cfg.batch_size * (step + 4 * 8)}  # the rollout and its statistics
     per_item = {"num_envs": step + 4 * 8}
     if cfg.reward == "learned":
-        db = "max_labels" if cfg.max_labels else "labels"
-        parts[db], per_item[db] = cfg.label_capacity * 2 * L * step, 2 * L * step
-        parts["segment_capacity"] = cfg.segment_capacity * L * step
-        per_item["segment_capacity"] = L * step
+        db = ("label_window" if cfg.label_window else "max_labels" if cfg.max_labels
+              else "labels")
+        parts[db], per_item[db] = cfg.label_capacity * 2 * clip, 2 * clip
+        parts["segment_capacity"] = cfg.segment_capacity * clip
+        per_item["segment_capacity"] = clip
         # candidate pairs of one query round: indices and every member's two sums
         per_item["candidate_factor"] = max(cfg.upfront_labels, cfg.labels_per_iteration) * 8 * (
             2 + cfg.ensemble_size)
@@ -277,7 +284,7 @@ def prepare(cfg: Config, run_dir: Path, resume: bool):
         # envpool's pools live outside JAX: a resumed run re-seeds them (episodes restart).
         env = make_env(cfg.env, cfg.backend, cfg.num_envs, seed=env_seed(cfg.seed, start or 0),
                        preference_episodes=cfg.preference_episodes, down_steps=cfg.down_steps,
-                       fall_penalty=cfg.fall_penalty)
+                       fall_penalty=cfg.fall_penalty, end_penalty=cfg.end_penalty)
         check_memory(cfg, env.spec)
         trainer = make_train(cfg, env)
         dyn = cfg.dynamic()

@@ -23,7 +23,7 @@ from rlhp.agents import Agent, Transitions, make_agent
 from rlhp.agents.ppo import masked_mean
 from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
-from rlhp.preferences import reward_model, schedule
+from rlhp.preferences import frames, reward_model, schedule
 from rlhp.preferences.learner import FreshLabels, PrefState, RewardLearner
 
 AUDIT_STREAM = 0xA0D17
@@ -107,11 +107,22 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
     if L > cfg.rollout_length:
         raise ConfigError(f"segment_length={cfg.segment_length} (L={L} steps): must be at most "
                           f"rollout_length={cfg.rollout_length}", "segment_length")
+    if cfg.teacher == "human" and spec.frame_stack:
+        raise ConfigError(f"teacher='human' cannot label {spec.name} yet (no clips of Atari "
+                          f"frames on the labelling page)", "teacher")
+    if cfg.reward_net == "cnn":
+        if not spec.frame_stack:
+            raise ConfigError(f"reward_net='cnn' needs image observations; {spec.name} has "
+                              f"vectors of shape {spec.obs_shape}", "reward_net")
+        net = reward_model.RewardCNN()
+    else:
+        net = reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions,
+                                     cfg.reward_uses_action, cfg.reward_linear)
     return RewardLearner(
-        net=reward_model.RewardMLP(tuple(cfg.reward_hidden), spec.num_actions,
-                                   cfg.reward_uses_action, cfg.reward_linear),
+        net=net, clips=frames.codec(spec),
         members=cfg.ensemble_size, segment_length=L, segment_capacity=cfg.segment_capacity,
         label_capacity=cfg.label_capacity, candidate_factor=cfg.candidate_factor,
+        split_sample=cfg.reward_split_sample,
         batch=cfg.reward_batch, obs_shape=spec.obs_shape, action_shape=spec.action_shape,
         action_dtype=jnp.int32 if spec.discrete else jnp.float32, l2_max=cfg.reward_l2_max,
         l2_init=cfg.reward_l2_init, stats_window=cfg.reward_stats_window * cfg.batch_size)
@@ -383,23 +394,25 @@ def restart_episodes(trainer: Trainer, state: TrainState, key: jax.Array) -> Tra
 def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array):
     """Deterministic-policy episodes on ``eval_env`` (the task's standard reward and episodes).
 
-    Runs one episode in each of the ``E = eval_env.spec.num_envs`` copies; returns the
+    Runs one episode in each of the ``E = eval_env.spec.num_envs`` copies, stepping until
+    every copy has ended one (at most the time limit: 27,000 steps on Atari); returns the
     true returns ``[E]`` and lengths ``[E]``.
     """
     E = eval_env.spec.num_envs
     horizon = eval_env.spec.max_episode_steps
 
-    def body(carry, _):
-        env_state, obs, ret, length, done = carry
+    def body(carry):
+        t, env_state, obs, ret, length, done = carry
         env_state, step = eval_env.step(env_state, trainer.act(state, obs))
         live = ~done & step.valid
         ret = ret + jnp.where(live, step.reward, 0.0)
         length = length + live.astype(jnp.int32)
         done = done | (live & (step.terminated | step.truncated))
-        return (env_state, step.obs, ret, length, done), None
+        return t + 1, env_state, step.obs, ret, length, done
 
     env_state = eval_env.reset(key)
-    carry = (env_state, eval_env.obs(env_state), jnp.zeros(E), jnp.zeros(E, jnp.int32),
-             jnp.zeros(E, bool))
-    (_, _, ret, length, _), _ = jax.lax.scan(body, carry, None, horizon)
+    carry = (jnp.zeros((), jnp.int32), env_state, eval_env.obs(env_state), jnp.zeros(E),
+             jnp.zeros(E, jnp.int32), jnp.zeros(E, bool))
+    _, _, _, ret, length, _ = jax.lax.while_loop(
+        lambda c: (c[0] < horizon) & ~c[-1].all(), body, carry)
     return ret, length

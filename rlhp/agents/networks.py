@@ -1,4 +1,5 @@
-"""Policy and value networks (flax.linen)."""
+"""Policy and value networks (flax.linen): tanh MLPs for vectors, the Nature CNN for
+stacked Atari frames."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -13,10 +14,12 @@ def orthogonal(scale: float):
     """Orthogonal initializer (gain ``scale``) by Gram-Schmidt in plain jnp ops.
 
     Same distribution as ``nn.initializers.orthogonal``, but it needs no LAPACK QR: under
-    ``vmap`` over seeds jaxlib 0.10's batched CPU QR deadlocks its thread pool.
+    ``vmap`` over seeds jaxlib 0.10's batched CPU QR deadlocks its thread pool. A
+    convolution kernel ``[..., in, out]`` is orthogonal as a ``[prod(...) * in, out]``
+    matrix.
     """
     def init(key, shape, dtype=jnp.float32):
-        rows, cols = shape
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
         n, m = max(rows, cols), min(rows, cols)
         g = jax.random.normal(key, (n, m), jnp.float32)
 
@@ -28,7 +31,7 @@ def orthogonal(scale: float):
 
         q, _ = jax.lax.scan(column, g, jnp.arange(m))
         q = q if rows >= cols else q.T
-        return (scale * q).astype(dtype)
+        return (scale * q).reshape(shape).astype(dtype)
 
     return init
 
@@ -71,6 +74,46 @@ class ActorCritic(nn.Module):
             return head, None, value
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
         return head, log_std, value
+
+
+class NatureCNN(nn.Module):
+    """The DQN torso of Mnih et al. (2015) with a policy and a value head, as A2C runs
+    on Atari: convolutions 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), dense 512, ReLU, shared by
+    both heads; orthogonal init.
+
+    ``__call__(obs [..., 84, 84, K] uint8) -> (logits [..., action_dim], None, value [...])``
+    (the frames are scaled to [0, 1] inside).
+    """
+
+    action_dim: int
+    LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (filters, kernel, stride)
+
+    @nn.compact
+    def __call__(self, obs):
+        lead = obs.shape[:-3]
+        x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+        for filters, kernel, stride in self.LAYERS:
+            x = nn.relu(nn.Conv(filters, (kernel, kernel), (stride, stride), padding="VALID",
+                                kernel_init=orthogonal(np.sqrt(2)))(x))
+        x = nn.relu(_dense(512, np.sqrt(2))(x.reshape(x.shape[0], -1)))
+        logits = _dense(self.action_dim, 0.01)(x)
+        value = _dense(1, 1.0)(x)[:, 0]
+        return logits.reshape(lead + (-1,)), None, value.reshape(lead)
+
+
+def policy_functions(network: nn.Module):
+    """``(act, mode)`` of the ``rlhp.agents.Agent`` protocol for an actor-critic
+    ``network`` (``ActorCritic`` or ``NatureCNN``) whose parameters are ``state.params``."""
+    def act(state, obs, key):
+        head, log_std, value = network.apply(state.params, obs)
+        action = sample(key, head, log_std)
+        return action, log_prob(head, log_std, action), value
+
+    def mode_of(state, obs):
+        head, log_std, _ = network.apply(state.params, obs)
+        return mode(head, log_std)
+
+    return act, mode_of
 
 
 def log_prob(head: jax.Array, log_std, action: jax.Array) -> jax.Array:

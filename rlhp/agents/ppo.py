@@ -149,15 +149,7 @@ def make(cfg, spec) -> Agent:
         params = network.init(key, obs[:1])
         return PPOState(params, tx.init(params), jnp.zeros((), jnp.int32))
 
-    def act(state: PPOState, obs, key):
-        head, log_std, value = network.apply(state.params, obs)
-        action = networks.sample(key, head, log_std)
-        return action, networks.log_prob(head, log_std, action), value
-
-    def mode(state: PPOState, obs):
-        head, log_std, _ = network.apply(state.params, obs)
-        return networks.mode(head, log_std)
-
+    act, mode = networks.policy_functions(network)
     step = partial(update, network=network, tx=tx, epochs=cfg.update_epochs,
                    num_minibatches=cfg.num_minibatches,
                    anneal_over=cfg.num_iterations if cfg.anneal_lr else 0)

@@ -1,5 +1,8 @@
 """Environment registry: short task names resolved to a backend.
 
+The Atari games (``rlhp.envs.atari``: pong, beamrider, breakout, enduro, qbert, seaquest,
+spaceinvaders) run on envpool only.
+
 ``make_env("hopper", "auto", B)`` picks the fastest faithful backend on this host:
 envpool's C++ MuJoCo on a CPU host (the standard Gymnasium v5 task, and measured faster
 there than brax at every batch size we use), brax on an accelerator, where its physics
@@ -10,13 +13,13 @@ from __future__ import annotations
 import jax
 
 from rlhp.envs.base import Env, EnvSpec, Step
-from rlhp.envs import brax_env, envpool_env, episodes, gridworld
+from rlhp.envs import atari, brax_env, envpool_env, episodes, gridworld
 
 BACKENDS = ("gridworld", "brax", "envpool")
 TASKS = {
     "gridworld": ("gridworld",),
     "brax": brax_env.TASKS,
-    "envpool": tuple(envpool_env.MUJOCO_IDS),
+    "envpool": tuple(envpool_env.MUJOCO_IDS) + tuple(atari.GAMES),
 }
 ENV_NAMES = tuple(sorted({n for names in TASKS.values() for n in names}))
 
@@ -47,18 +50,24 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
 def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
              preference_episodes: bool = False,
              down_steps: int = episodes.DOWN_STEPS,
-             fall_penalty: float = episodes.FALL_PENALTY) -> Env:
+             fall_penalty: float = episodes.FALL_PENALTY,
+             end_penalty: float = atari.END_PENALTY) -> Env:
     """A batched ``Env`` of ``num_envs`` copies of ``name`` on ``backend`` (or "auto").
 
     ``preference_episodes``: the paper's treatment for preference runs
     (``rlhp.envs.episodes``: a fixed horizon, each unhealthy step costing ``fall_penalty``
     instead of ending the episode, a fallen body restarting after ``down_steps`` unhealthy
     steps, control costs hidden from the teacher), the same on brax and envpool; the
-    gridworld has no such episodes. Evaluation always uses the standard task.
+    gridworld has no such episodes. On Atari ``preference_episodes`` hides every episode
+    end from the agent and costs the teacher ``end_penalty`` at a game's end
+    (``rlhp.envs.atari``). Evaluation always uses the standard task.
     """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
         return gridworld.make(num_envs)
+    if name in atari.GAMES:
+        return atari.make(name, num_envs, seed=seed, preference=preference_episodes,
+                          end_penalty=end_penalty)
     if preference_episodes:
         task = (brax_env.task(name, num_envs) if backend == "brax"
                 else envpool_env.task(name, num_envs, seed=seed))

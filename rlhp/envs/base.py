@@ -23,7 +23,7 @@ from flax import struct
 class Step:
     """What one batched env step returns; all arrays have leading shape ``[B]``.
 
-    obs:        [B, *obs_shape] float32, the observation after the step (the final
+    obs:        [B, *obs_shape] float32 (uint8 images on Atari), the observation after the step (the final
                 observation of an episode on its last step, the first of the next one
                 on the invalid reset step).
     reward:     [B] float32, the task's true reward. Only teachers and evaluation read it.
@@ -47,7 +47,11 @@ class EnvSpec:
     num_envs: B; obs_shape: per-env observation shape; action_shape: per-env action shape
     (``()`` for discrete); num_actions: number of discrete actions (0 if continuous);
     max_episode_steps: the time limit; dt: seconds of task time per step (segment lengths
-    are derived from it); vmappable: whether ``train`` may be vmapped over seeds.
+    are derived from it); vmappable: whether ``train`` may be vmapped over seeds;
+    frame_stack: > 0 when observations are uint8 images ``[H, W, frame_stack]`` of the
+    last frames, newest last (stored once per frame by the reward learner); hidden: boxes
+    ``(row0, row1, col0, col1)`` of an image the reward model and the clips must not see
+    (a game's score).
     """
 
     name: str
@@ -59,6 +63,8 @@ class EnvSpec:
     max_episode_steps: int
     dt: float
     vmappable: bool
+    frame_stack: int = 0
+    hidden: tuple = ()
 
     @property
     def discrete(self) -> bool:

@@ -56,6 +56,7 @@ def segment_rewards(trainer, state, reward_std: float = 1.0):
     """
     pref = state.pref
     seg = pref.segments
-    r_hat = trainer.learner.predict(pref, seg.obs, seg.action, reward_std)      # [S, L]
+    obs = trainer.learner.store.unpack(seg.obs)                                   # [S, L, ...]
+    r_hat = trainer.learner.predict(pref, obs, seg.action, reward_std)          # [S, L]
     keep = np.asarray(seg.filled)
     return np.asarray(r_hat)[keep].ravel(), np.asarray(seg.true_reward)[keep].ravel()

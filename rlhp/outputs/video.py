@@ -276,6 +276,8 @@ FRAMES = {"gridworld": gridworld_frames, "brax": brax_frames, "envpool": envpool
 def record(trainer, state, path: Path) -> Path:
     """Write an mp4 of the trained policy to ``path``; returns the path."""
     import imageio.v2 as imageio
+    if trainer.env.spec.frame_stack:
+        raise VideoUnavailable("Atari games are not filmed yet")
     frames, fps = FRAMES[trainer.env.spec.backend](trainer, state)
     imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
     return Path(path)

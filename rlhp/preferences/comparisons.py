@@ -16,7 +16,7 @@ VALIDATION_FRACTION = float(1 / np.e)
 
 @struct.dataclass
 class Comparisons:
-    obs: jax.Array        # [C, 2, L, *obs_shape]
+    obs: jax.Array        # [C, 2, L, *obs_shape], or [C, 2, *clip_shape] as stored (frames)
     action: jax.Array     # [C, 2, L, ...]
     mu: jax.Array         # [C] label: 1 first better, 0 second, 0.5 equal
     filled: jax.Array     # [C] bool
@@ -27,9 +27,11 @@ class Comparisons:
 
 
 def init(capacity: int, members: int, length: int, obs_shape: tuple, action_shape: tuple,
-         action_dtype) -> Comparisons:
+         action_dtype, clip: tuple | None = None) -> Comparisons:
+    """An empty database; ``clip`` as in ``rlhp.preferences.segments.init``."""
+    clip_shape, clip_dtype = clip or ((length, *obs_shape), jnp.float32)
     return Comparisons(
-        obs=jnp.zeros((capacity, 2, length, *obs_shape), jnp.float32),
+        obs=jnp.zeros((capacity, 2, *clip_shape), clip_dtype),
         action=jnp.zeros((capacity, 2, length, *action_shape), action_dtype),
         mu=jnp.zeros(capacity, jnp.float32), filled=jnp.zeros(capacity, bool),
         validation=jnp.zeros((capacity, members), bool),

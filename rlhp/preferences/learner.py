@@ -17,11 +17,12 @@ import optax
 from flax import struct
 
 from rlhp import normalize
-from rlhp.preferences import comparisons, queries, reward_model, segments, teachers
+from rlhp.preferences import comparisons, frames, queries, reward_model, segments, teachers
 
 L2_BOUNDS = (1e-6, 10.0)
 L2_STEP = 1.25  # multiplicative step of the adaptive L2 weight
 SPLIT_SAMPLE = 64  # labels per member and split drawn to estimate its losses
+DROPOUT_STREAM = 0xD0  # a fit step's dropout key: fold_in(its key, DROPOUT_STREAM)
 
 
 @struct.dataclass
@@ -65,9 +66,13 @@ class FreshLabels:
 
 @dataclass(frozen=True)
 class RewardLearner:
-    """Static shapes of the reward-learning machinery, built once from the config."""
+    """Static shapes of the reward-learning machinery, built once from the config.
 
-    net: reward_model.RewardMLP
+    Clips' observations are kept as ``clips`` stores them (``rlhp.preferences.frames``;
+    default: as observed): ``PrefState.segments.obs``, ``db.obs`` and ``Query.obs`` hold
+    stored clips, read back through ``clip_inputs``."""
+
+    net: reward_model.RewardMLP | reward_model.RewardCNN
     members: int
     segment_length: int
     segment_capacity: int
@@ -80,25 +85,37 @@ class RewardLearner:
     l2_max: float = L2_BOUNDS[1]
     l2_init: float = 1e-4
     stats_window: float = 0
+    clips: frames.Vectors | frames.Frames | None = None
+    split_sample: int = SPLIT_SAMPLE
+
+    @property
+    def store(self) -> frames.Vectors | frames.Frames:
+        return self.clips or frames.Vectors(tuple(self.obs_shape))
 
     def init(self, key) -> PrefState:
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
         act = jnp.zeros((1, *self.action_shape), self.action_dtype)
         params = reward_model.init_ensemble(self.net, key, self.members, obs, act)
         M, L = self.members, self.segment_length
+        clip = self.store.stored(L)
         return PrefState(
             params=params, opt_state=_adam().init(params),
             stats=normalize.init((M,)), l2=jnp.full((M,), self.l2_init, jnp.float32),
             segments=segments.init(self.segment_capacity, L, self.obs_shape,
-                                   self.action_shape, self.action_dtype),
+                                   self.action_shape, self.action_dtype, clip),
             db=comparisons.init(self.label_capacity, M, L, self.obs_shape,
-                                self.action_shape, self.action_dtype),
+                                self.action_shape, self.action_dtype, clip),
             asked=jnp.zeros((), jnp.float32), segments_seen=jnp.zeros((), jnp.int32),
             obs_stats=normalize.init(self.obs_shape))
 
     def inputs(self, pref: PrefState, obs):
-        """Observations as r-hat sees them: normalised like the policy's."""
-        return normalize.normalize(pref.obs_stats, obs)
+        """Observations ``[..., *obs_shape]`` as r-hat sees them (``frames``: normalised
+        like the policy's; images scaled, the score hidden)."""
+        return self.store.inputs(pref.obs_stats, obs)
+
+    def clip_inputs(self, pref: PrefState, clips):
+        """Stored clips ``[..., *stored]`` as r-hat sees them: ``[..., L, *obs_shape]``."""
+        return self.inputs(pref, self.store.unpack(clips))
 
     def raw(self, pref: PrefState, obs, action):
         """Raw member outputs ``[M, ...]``."""
@@ -128,12 +145,12 @@ class RewardLearner:
         a reward model that changes no more (``relabel(update=False)`` from then on)."""
         seg = pref.segments
         valid = jnp.broadcast_to(seg.filled[:, None], seg.true_reward.shape)
-        return self.relabel(pref, seg.obs, seg.action, valid, reward_std)[0]
+        return self.relabel(pref, self.store.unpack(seg.obs), seg.action, valid, reward_std)[0]
 
     def observe(self, pref: PrefState, obs, action, true_reward, valid, done) -> PrefState:
         """Cut a rollout ``[T, B, ...]`` into segments and keep them."""
         seg = segments.cut(obs, action, true_reward, valid, done, self.segment_length)
-        buf = segments.add(pref.segments, *seg)
+        buf = segments.add(pref.segments, self.store.pack(seg[0]), *seg[1:])
         return pref.replace(segments=buf, segments_seen=pref.segments_seen + seg[3].sum())
 
     def pair_sums(self, pref: PrefState, pairs):
@@ -143,15 +160,15 @@ class RewardLearner:
         if 2 * pairs.shape[0] > self.segment_capacity:
             # fewer segments than candidate slots: score each segment once, then gather
             per_segment = reward_model.apply_ensemble(
-                self.net, pref.params, self.inputs(pref, buf.obs), buf.action).sum(-1)  # [M, S]
+                self.net, pref.params, self.clip_inputs(pref, buf.obs), buf.action).sum(-1)  # [M, S]
             return per_segment[:, pairs]                                                # [M, N, 2]
         return reward_model.segment_sums(self.net, pref.params,
-                                         self.inputs(pref, buf.obs[pairs]), buf.action[pairs])
+                                         self.clip_inputs(pref, buf.obs[pairs]), buf.action[pairs])
 
-    def features(self, pref: PrefState, obs):
+    def features(self, pref: PrefState, clips):
         """Clip features for k-center: r-hat's inputs averaged over each clip of a pair,
-        both clips side by side: obs ``[..., 2, L, *obs_shape]`` -> ``[..., 2 * F]``."""
-        x = self.inputs(pref, obs).mean(-1 - len(self.obs_shape))
+        both clips side by side: stored clips ``[..., 2, *stored]`` -> ``[..., 2 * F]``."""
+        x = self.clip_inputs(pref, clips).mean(-1 - len(self.obs_shape))
         return x.reshape(*x.shape[:-1 - len(self.obs_shape)], -1)
 
     def preferred(self, pref: PrefState, sums):
@@ -212,13 +229,27 @@ class RewardLearner:
     def member_sums(self, params, obs, action):
         """Each member's segment sums on its own pairs: obs ``[M, N, 2, L, ...]`` ->
         ``[M, N, 2]``."""
-        return jax.vmap(lambda p, o, a: self.net.apply(p, o, a).sum(-1))(params, obs, action)
+        return reward_model.over_members(
+            self.net, lambda p, o, a: self.net.apply(p, o, a).sum(-1), params, obs, action)
 
-    def member_losses(self, params, obs, action, mu):
-        """BT loss per member and pair, each member on its own pairs:
-        obs ``[M, N, 2, L, ...]``, mu ``[M, N]`` -> ``[M, N]``."""
-        sums = self.member_sums(params, obs, action)
-        return reward_model.bt_loss(sums[..., 0], sums[..., 1], mu)
+    def member_losses(self, params, obs, action, mu, key):
+        """BT loss per member and pair, each member on its own pairs, as in training:
+        obs ``[M, N, 2, L, ...]``, mu ``[M, N]``. Returns ``(losses [M, N], updates)``:
+        a net with a training mode (the CNN's dropout and batch norm,
+        ``reward_model.RewardCNN``) runs in it, drawing its dropout from ``key``, and
+        ``updates`` holds its new batch statistics (``{}`` for the MLP)."""
+        if not self.net.training_mode:
+            sums = self.member_sums(params, obs, action)
+            return reward_model.bt_loss(sums[..., 0], sums[..., 1], mu), {}
+
+        def member(p, o, a, k):
+            out, updates = self.net.apply(p, o, a, train=True, rngs={"dropout": k},
+                                          mutable=["batch_stats"])
+            return out.sum(-1), updates
+
+        sums, updates = reward_model.over_members(
+            self.net, member, params, obs, action, jax.random.split(key, self.members))
+        return reward_model.bt_loss(sums[..., 0], sums[..., 1], mu), updates
 
     def fit(self, pref: PrefState, key, num_updates: int, lr) -> PrefState:
         """``num_updates`` Adam steps; each member draws its minibatch from its own
@@ -228,19 +259,21 @@ class RewardLearner:
         has_data = (db.weight.T * db.filled).sum(-1) > 0  # [M]
         tx = _adam()
 
-        def loss_fn(params, idx, l2):
-            losses = self.member_losses(params, self.inputs(pref, db.obs[idx]), db.action[idx],
-                                        db.mu[idx])
-            l2_term = l2 * mean_square(params)
-            return jnp.sum(jnp.where(has_data, losses.mean(-1) + l2_term, 0.0))
+        def loss_fn(params, idx, l2, key):
+            losses, updates = self.member_losses(
+                params, self.clip_inputs(pref, db.obs[idx]), db.action[idx], db.mu[idx], key)
+            l2_term = l2 * mean_square(params["params"])
+            return jnp.sum(jnp.where(has_data, losses.mean(-1) + l2_term, 0.0)), updates
 
         def step(carry, key):
             params, opt_state = carry
             idx = comparisons.sample(db, key, self.batch)  # [M, b]
-            grads = jax.grad(loss_fn)(params, idx, pref.l2)
+            grads, updates = jax.grad(loss_fn, has_aux=True)(
+                params, idx, pref.l2, jax.random.fold_in(key, DROPOUT_STREAM))
             upd, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, upd))
-            return (params, opt_state), None
+            # batch statistics are not trained (their gradients are 0): they are replaced
+            return ({**params, **updates}, opt_state), None
 
         k_steps, k_split = jax.random.split(key)
         (params, opt_state), _ = jax.lax.scan(step, (pref.params, pref.opt_state),
@@ -265,7 +298,7 @@ class RewardLearner:
         """Per-member mean loss on its training labels and on its held-out labels, and
         held-out accuracy (ties excluded): ``(train [M], val [M], accuracy [M])``.
 
-        Estimated on ``SPLIT_SAMPLE`` labels per member and split, drawn with replacement
+        Estimated on ``split_sample`` labels per member and split, drawn with replacement
         (training labels by bootstrap count), each member evaluating only its own: the
         adaptive L2 rule needs a ratio, not exact means (the whole database cost a quarter
         of a Hopper step; a shared 256-label sample still a tenth)."""
@@ -273,8 +306,9 @@ class RewardLearner:
         held_out = db.validation.astype(jnp.float32)
 
         def estimate(weight, key):
-            idx = comparisons.sample(db, key, SPLIT_SAMPLE, weight)          # [M, n]
-            sums = self.member_sums(pref.params, self.inputs(pref, db.obs[idx]), db.action[idx])
+            idx = comparisons.sample(db, key, self.split_sample, weight)     # [M, n]
+            sums = self.member_sums(pref.params, self.clip_inputs(pref, db.obs[idx]),
+                                    db.action[idx])
             mu = db.mu[idx]
             losses = reward_model.bt_loss(sums[..., 0], sums[..., 1], mu)    # [M, n]
             correct = (sums[..., 0] > sums[..., 1]) == (mu > 0.5)
@@ -297,7 +331,8 @@ class RewardLearner:
 
 
 def mean_square(params) -> jax.Array:
-    """``[M]``: each member's mean squared parameter. (The L2 weight multiplies this mean,
+    """``[M]``: each member's mean squared parameter (of its trained ``params`` collection,
+    not its batch statistics). (The L2 weight multiplies this mean,
     not the sum: on the sum, the adaptive rule drove the penalty far above the
     Bradley-Terry loss and flattened r-hat.)"""
     leaves = jax.tree.leaves(params)

@@ -1,5 +1,7 @@
 """The reward model: an ensemble of r-hat networks, its Bradley-Terry loss and normalisation.
 
+A member is the paper's MuJoCo MLP (``RewardMLP``) or its Atari CNN (``RewardCNN``).
+
 Members are stacked parameters (leading axis ``[M]``) applied with one ``vmap``. Each member's
 output is normalised on its own (running mean and std over the policy's transitions since
 the start, or over a recent window: ``Config.reward_stats_window``) to zero mean and std
@@ -35,12 +37,14 @@ class RewardMLP(nn.Module):
     num_actions: int = 0  # > 0: discrete actions enter one-hot
     use_action: bool = True
     linear: bool = False
+    training_mode = False  # the same function in training and in use
+    members_in_turn = False  # members run side by side (vmap)
     """Add a linear function of the inputs to the MLP's output, so r-hat can keep rising
     along a direction the labels favour beyond the inputs they covered, where a regularised
     MLP flattens. (On Hopper it made things worse: README, Hopper probes.)"""
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs, action, train: bool = False):
         if self.num_actions:
             action = jax.nn.one_hot(action, self.num_actions)
         lead = action.shape[:-1]
@@ -56,6 +60,45 @@ class RewardMLP(nn.Module):
         if self.linear:
             r = r + nn.Dense(1, use_bias=False, name="linear")(inputs)
         return r.reshape(lead)
+
+
+class RewardCNN(nn.Module):
+    """The paper's Atari net on stacked frames: four convolutions (7x7, 5x5, 3x3, 3x3,
+    strides 3, 2, 1, 1, ``filters`` each), each followed by batch norm, leaky ReLU (0.01)
+    and dropout (``dropout``), then a dense layer of ``hidden`` and a scalar.
+
+    ``__call__(obs [..., 84, 84, K] in [0, 1], action (unused), train) -> r-hat [...]``.
+    ``train=True`` drops units and normalises by the batch's statistics (``apply`` with
+    ``rngs={"dropout": key}, mutable=["batch_stats"]``); otherwise no dropout and the
+    running statistics.
+    """
+
+    filters: int = 16
+    hidden: int = 64
+    dropout: float = 0.5
+    training_mode = True
+    members_in_turn = True  # vmapped convolutions become grouped ones, slow on XLA's CPU
+    LAYERS = ((7, 3), (5, 2), (3, 1), (3, 1))  # (kernel, stride)
+
+    @nn.compact
+    def __call__(self, obs, action=None, train: bool = False):
+        lead = obs.shape[:-3]
+        x = obs.reshape((-1,) + obs.shape[-3:])
+        for kernel, stride in self.LAYERS:
+            x = nn.Conv(self.filters, (kernel, kernel), (stride, stride), padding="VALID")(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
+            x = nn.Dropout(self.dropout, deterministic=not train)(nn.leaky_relu(x, 0.01))
+        x = nn.leaky_relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)), 0.01)
+        return nn.Dense(1)(x).reshape(lead)
+
+
+def over_members(net: nn.Module, fn, *args):
+    """``fn`` applied to each member's slice of ``args`` (leading axis ``[M]``), stacked:
+    side by side (``vmap``), or one member after another (``lax.map``) for nets whose
+    batched form is slow (``members_in_turn``)."""
+    if net.members_in_turn:
+        return jax.lax.map(lambda a: fn(*a), args)
+    return jax.vmap(fn)(*args)
 
 
 def init_ensemble(net: nn.Module, key, num_members: int, obs, action):
@@ -83,7 +126,8 @@ def in_blocks(fn, obs, action, block: int = BLOCK_ROWS):
 
 def apply_ensemble(net: nn.Module, params, obs, action):
     """Raw outputs of every member: ``[M, ...]`` for inputs ``obs [..., D]``, ``action``."""
-    return jax.vmap(lambda p: in_blocks(lambda o, a: net.apply(p, o, a), obs, action))(params)
+    return over_members(net, lambda p: in_blocks(lambda o, a: net.apply(p, o, a), obs, action),
+                        params)
 
 
 def normalized(raw, stats: normalize.RunningStats, reward_std):

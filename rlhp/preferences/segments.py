@@ -13,7 +13,7 @@ from flax import struct
 
 @struct.dataclass
 class SegmentBuffer:
-    obs: jax.Array          # [S, L, *obs_shape]
+    obs: jax.Array          # [S, L, *obs_shape], or [S, *clip_shape] as stored (frames)
     action: jax.Array       # [S, L, ...]
     true_reward: jax.Array  # [S, L] (only the teacher reads it)
     filled: jax.Array       # [S] bool
@@ -21,9 +21,12 @@ class SegmentBuffer:
 
 
 def init(capacity: int, length: int, obs_shape: tuple, action_shape: tuple,
-         action_dtype) -> SegmentBuffer:
+         action_dtype, clip: tuple | None = None) -> SegmentBuffer:
+    """An empty buffer; ``clip``: ``(shape, dtype)`` of a stored clip's observations when
+    not ``[length, *obs_shape]`` float32 (``rlhp.preferences.frames``)."""
+    clip_shape, clip_dtype = clip or ((length, *obs_shape), jnp.float32)
     return SegmentBuffer(
-        obs=jnp.zeros((capacity, length, *obs_shape), jnp.float32),
+        obs=jnp.zeros((capacity, *clip_shape), clip_dtype),
         action=jnp.zeros((capacity, length, *action_shape), action_dtype),
         true_reward=jnp.zeros((capacity, length), jnp.float32),
         filled=jnp.zeros(capacity, bool), cursor=jnp.zeros((), jnp.int32))
