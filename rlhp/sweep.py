@@ -60,15 +60,35 @@ def grid(cfg: Config, seeds, **axes) -> tuple[Config, list[dict], jax.Array, Any
     return cfg, runs, keys, dyn
 
 
+def member_sharding() -> jax.sharding.NamedSharding:
+    """The leading (sweep) axis split over every device of every process."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("sweep",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+
+
 def shard(tree):
-    """Spread the leading (sweep) axis over every device when it divides evenly."""
+    """Spread the leading (sweep) axis over every device when it divides evenly; with
+    several processes (``jax.distributed``) it must, and each process holds its share."""
     devices = jax.devices()
     n = jax.tree.leaves(tree)[0].shape[0]
     if len(devices) == 1 or n % len(devices):
+        if jax.process_count() > 1:
+            raise ConfigError(f"{n} runs do not divide over the {len(devices)} devices of "
+                              f"{jax.process_count()} processes", "seeds")
         return tree
-    mesh = jax.sharding.Mesh(np.array(devices), ("sweep",))
-    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
-    return jax.device_put(tree, spec)
+    spec = member_sharding()
+    if jax.process_count() == 1:
+        return jax.device_put(tree, spec)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        x.shape, spec, lambda index, x=np.asarray(x): x[index]), tree)
+
+
+def gather(tree):
+    """Host (numpy) copies of every member's arrays, from all processes."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def vmappable_trainer(cfg: Config, env=None):
@@ -175,9 +195,14 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     plan = json.loads(json.dumps({"config": cfg.to_dict(), "runs": runs}))  # as saved
     if saved.exists() and json.loads(saved.read_text()) != plan:
         raise ConfigError(f"{run_dir} holds another sweep; pick another --out", "out")
-    saved.write_text(json.dumps(plan, indent=1))
+    if jax.process_index() == 0:
+        saved.write_text(json.dumps(plan, indent=1))
     ckpt = Checkpointer(run_dir)
     abstract = jax.eval_shape(jax.vmap(trainer.init), keys, dyn)
+    if jax.process_count() > 1:  # restored as each process's share
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
+                                                               sharding=member_sharding()),
+                                abstract)
     if ckpt.latest() is not None:
         states, meta = ckpt.restore(abstract)
         status.say(f"{name}: continuing from iteration {meta['iteration']}")
@@ -190,7 +215,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     while meta["iteration"] < cfg.num_iterations:
         states, metrics = chunk(states, dyn)
         meta["iteration"] += cfg.chunk_iterations
-        meta["metrics"].append({k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()
+        meta["metrics"].append({k: np.asarray(v).tolist() for k, v in gather(metrics).items()
                                 if k in ("true_return", "labels", "reward_val_accuracy")})
         status.advance(name, cfg.chunk_iterations * cfg.batch_size * len(runs))
         if time.time() - last_save > 60 or meta["iteration"] >= cfg.num_iterations:
@@ -200,10 +225,11 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=1)
     returns, _ = jax.jit(jax.vmap(lambda s, k: evaluate(trainer, eval_env, s, k)))(
         states, jax.vmap(jax.random.fold_in, (0, None))(keys, 1))
-    returns = np.asarray(returns)
+    returns = np.asarray(gather(returns))
+    if cfg.env == "gridworld" and name == "learned":
+        states = gather(states)  # the reward maps are drawn from every member's state
     rows = []
     for i, run in enumerate(runs):
-        state = jax.tree.map(lambda x: x[i], states)
         row = {"program": name, "env": cfg.env, "steps": cfg.steps, "labels": 0, "query": "",
                "teacher": "", **run, "true_return_mean": float(returns[i].mean()),
                "true_return_std": float(returns[i].std())}
@@ -211,6 +237,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
             last = {k: v[i][-1] for k, v in meta["metrics"][-1].items()}
             row.update(reward_val_accuracy=last["reward_val_accuracy"], labels_asked=last["labels"])
         if cfg.env == "gridworld" and name == "learned":
+            state = jax.tree.map(lambda x: x[i], states)
             row.update({k: v for k, v in report.task_metrics(trainer, state).items()
                         if k in FIGURES})
         rows.append(row)
@@ -268,6 +295,16 @@ def write_outputs(rows: list[dict], out) -> None:
     plt.close(fig)
 
 
+def connect(coordinator: str | None, num_processes: int | None, process_id: int | None):
+    """Join the sweep's processes (``jax.distributed.initialize``; CPU processes exchange
+    their results over gloo). Raises ``ValueError`` with one line."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"--distributed: {str(e).strip().splitlines()[0]}") from None
+
+
 def main(argv=None) -> int:
     """``python -m rlhp.sweep``; exit 0, or 2 with one line on bad input."""
     import argparse
@@ -288,8 +325,18 @@ def main(argv=None) -> int:
                    help="a dynamic field swept over values, or any field fixed (repeatable)")
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--distributed", action="store_true", help=(
+        "span the sweep over several processes (jax.distributed; every process runs this "
+        "command): on a TPU pod slice, SLURM or Open MPI the addresses are detected, "
+        "elsewhere give --coordinator, --num-processes and --process-id"))
+    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 "
+                   "(default: $JAX_COORDINATOR_ADDRESS or detected)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     args = p.parse_args(argv)
     try:
+        if args.distributed:
+            connect(args.coordinator, args.num_processes, args.process_id)
         seeds = parse_seeds(args.seeds)
         progs = programs(args)
         if args.out.exists() and not args.out.is_dir():
@@ -299,7 +346,8 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    status = Progress(total)
+    import os
+    status = Progress(total, None if jax.process_index() == 0 else open(os.devnull, "w"))
     status.say(f"{len(progs)} program(s), {total:,} env steps in all, into {args.out}")
     rows = []
     try:
@@ -308,7 +356,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    write_outputs(rows, args.out)
+    if jax.process_index() == 0:
+        write_outputs(rows, args.out)
     status.say(f"done: {args.out / 'sweep.csv'}, sweep.json, sweep.png")
     return 0
 

@@ -56,3 +56,26 @@ def test_hopper_clips_show_the_body_and_differ(tmp_path):
     assert np.abs(a.astype(float) - b.astype(float)).mean() > 1
     path = clips.write(list(a), tmp_path / "a.mp4", 30)
     assert path.stat().st_size > 1000
+
+
+def test_brax_hopper_clips_draw_the_body_as_envpool_does():
+    """brax observes a hopper as envpool does (the torso's height first, where brax's own
+    model has a rootz joint at 0 when standing): a brax clip of a segment is the envpool
+    clip's picture of it, up to the two models' floors and lights, and nearer to it than
+    to the envpool clip of another segment."""
+    from rlhp.envs import make_env
+    from rlhp.outputs.video import VideoUnavailable
+    spec = make_env("hopper", "envpool", 1).spec
+    segments = clips.random_segments("hopper", 2, 60, spec)
+    try:
+        envpool_frames = clips.MujocoClips("hopper", spec.dt, "envpool").frames
+        brax_frames = clips.MujocoClips("hopper", spec.dt, "brax").frames
+    except VideoUnavailable as e:
+        pytest.skip(str(e))
+    grey = lambda frames: np.asarray(frames, float).mean(-1)  # noqa: E731
+    drawn = [grey(envpool_frames(s)) for s in segments]
+    mine = grey(brax_frames(segments[0]))
+    same, other = np.abs(mine - drawn[0]).mean(), np.abs(mine - drawn[1]).mean()
+    assert same < 15 and same < 0.8 * other, (same, other)
+    with pytest.raises(clips.ClipUnavailable, match="brax"):
+        clips.MujocoClips("swimmer", spec.dt, "brax")

@@ -234,8 +234,8 @@ def test_config_round_trips_and_keeps_its_sizes(env, reward):
     with pytest.raises(ConfigError, match="unknown config field"):
         Config.from_dict({**cfg.to_dict(), "bogus": 1})
     sizes = {"gridworld": [1024, 256, 160, 163840, 10, 163840, 200, 50, 4],
-             "hopper": [2048, 64, 488, 999424, 1, 999424, 700, 175,
-                        10 if reward == "learned" else 5]}[env]
+             "hopper": [2048, 64, 976, 1998848, 1, 1998848, 700, 175,
+                        8 if reward == "learned" else 3]}[env]
     names = ["batch_size", "minibatch_size", "num_iterations", "rl_steps", "chunk_iterations",
              "steps", "label_capacity", "upfront_labels", "labels_per_iteration"]
     assert [getattr(cfg, n) for n in names] == sizes

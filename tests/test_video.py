@@ -28,8 +28,11 @@ def tiny_trainer(env_name, backend):
     return trainer, jax.jit(trainer.init)(jax.random.PRNGKey(0), cfg.dynamic())
 
 
-@pytest.mark.parametrize("env_name,backend", [("hopper", "envpool"),
-                                              ("inverted_pendulum", "brax")])
+# brax's case compiles a brax trainer and its evaluation (about a minute here): opt-in;
+# brax's drawing stays in the default suite (test_brax_video_keeps_a_moving_hopper_in_frame)
+@pytest.mark.parametrize("env_name,backend", [
+    ("hopper", "envpool"),
+    pytest.param("inverted_pendulum", "brax", marks=pytest.mark.slow)])
 def test_video_of_an_initial_policy(env_name, backend, tmp_path):
     trainer, state = tiny_trainer(env_name, backend)
     try:

@@ -7,8 +7,11 @@ position (``qpos[:k]``, ``k = nq + nv - obs_size``: hopper, walker2d and halfche
 out x, swimmer x and y), which is integrated back from the observed velocities
 (``x_t = sum dt * xdot``, the segment starting at 0: only motion is shown, and the
 tracking camera follows the body over the floor); then MuJoCo's offscreen renderer draws
-each state with the task model's ``track`` camera, as the final-policy video does. Frames
-are taken at ``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time.
+each state with the task model's ``track`` camera, as the final-policy video does. brax
+MuJoCo: the same observations (brax reports the torso's height where the envpool task
+reports its ``rootz`` joint, which starts at the torso's height: the height is shifted back
+by the torso's rest height), drawn through brax's own MuJoCo model. Frames are taken at
+``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time.
 
 ``python -m rlhp.human.clips --env hopper`` measures clips rendered per second here.
 """
@@ -25,6 +28,9 @@ from rlhp.outputs import video
 
 SIZE = 240  # clip height and width in pixels
 RECONSTRUCTED = ("hopper", "walker2d", "halfcheetah", "swimmer")
+BRAX_HEIGHT = ("hopper", "walker2d")
+"""brax tasks whose first observed position is the torso's height above the floor, where
+the model's ``rootz`` joint is the height above the torso's rest height."""
 
 
 class ClipUnavailable(Exception):
@@ -68,16 +74,30 @@ def mujoco_states(obs: np.ndarray, nq: int, nv: int, dt: float):
 
 
 class MujocoClips:
-    """Draws envpool MuJoCo segments of task ``name`` (one model and renderer, reused)."""
+    """Draws MuJoCo segments of task ``name`` on ``backend`` (envpool or brax; one model
+    and renderer, reused)."""
 
-    def __init__(self, name: str, dt: float, size: int = SIZE):
+    def __init__(self, name: str, dt: float, backend: str = "envpool", size: int = SIZE):
         import mujoco
 
-        from rlhp.envs.envpool_env import MUJOCO_IDS
-        if name not in RECONSTRUCTED:
-            raise ClipUnavailable(f"clips of {name!r} need the simulator's state, which its "
-                                  f"observations do not hold; drawn: {', '.join(RECONSTRUCTED)}")
-        self.model = mujoco.MjModel.from_xml_path(str(video.envpool_xml(MUJOCO_IDS[name])))
+        drawn = RECONSTRUCTED if backend == "envpool" else RECONSTRUCTED[:3]
+        if name not in drawn:
+            raise ClipUnavailable(f"clips of {name!r} on {backend} need the simulator's "
+                                  f"state, which its observations do not hold; drawn: "
+                                  f"{', '.join(drawn)}")
+        self.lift = 0.0
+        if backend == "brax":
+            import warnings
+
+            from brax import envs
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model = envs.get_environment(name, backend="spring").sys.mj_model
+            if name in BRAX_HEIGHT:
+                self.lift = float(self.model.body_pos[1][2])
+        else:
+            from rlhp.envs.envpool_env import MUJOCO_IDS
+            self.model = mujoco.MjModel.from_xml_path(str(video.envpool_xml(MUJOCO_IDS[name])))
         self.data = mujoco.MjData(self.model)
         self.camera = video.camera_of(self.model)
         self.dt, self.stride = dt, video.stride(dt)
@@ -87,6 +107,7 @@ class MujocoClips:
         """Frames of a segment, obs ``[L, *obs_shape]``: every ``stride``-th state."""
         import mujoco
         qpos, qvel = mujoco_states(obs, self.model.nq, self.model.nv, self.dt)
+        qpos[:, 1] -= self.lift  # brax: the torso's height back to its rootz joint
         out = []
         for t in range(0, len(qpos), self.stride):
             self.data.qpos, self.data.qvel = qpos[t], qvel[t]
@@ -101,9 +122,10 @@ def clip_maker(spec):
     rate, for an env's spec. Raises ``ClipUnavailable`` (or ``VideoUnavailable``)."""
     if spec.backend == "gridworld":
         return gridworld_frames, 4
-    if spec.backend == "envpool":
-        return MujocoClips(spec.name, spec.dt).frames, video.FPS
-    raise ClipUnavailable(f"no clips for the {spec.backend} backend yet (gridworld, envpool)")
+    if spec.backend in ("envpool", "brax"):
+        return MujocoClips(spec.name, spec.dt, spec.backend).frames, video.FPS
+    raise ClipUnavailable(f"no clips for the {spec.backend} backend yet (gridworld, envpool, "
+                          f"brax)")
 
 
 def write(frames: list, path: Path, fps: int) -> Path:
@@ -118,7 +140,8 @@ def write(frames: list, path: Path, fps: int) -> Path:
 
 def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
     """``[n, length, *obs_shape]`` observations of random behaviour: a random walk on the
-    grid, or random actions in an envpool pool of the task (bodies in real poses)."""
+    grid, or random actions in an envpool pool of the task (bodies in real poses; brax's
+    hopper, walker2d and halfcheetah observe the same way)."""
     if spec.backend == "gridworld":
         from rlhp.envs import gridworld as g
         rng = np.random.default_rng(0)
@@ -145,13 +168,14 @@ def main(argv=None) -> None:
     """Clips rendered (frames and mp4) per second for a task's segments."""
     p = argparse.ArgumentParser(prog="python -m rlhp.human.clips", description=main.__doc__)
     p.add_argument("--env", default="hopper")
+    p.add_argument("--backend", default="auto", help="auto, gridworld, envpool or brax")
     p.add_argument("--clips", type=int, default=20)
     p.add_argument("--out", default="/tmp/rlhp-clips")
     args = p.parse_args(argv)
     from rlhp.envs import make_env
     from rlhp.presets import preset
     from rlhp.train import segment_length
-    cfg = preset(args.env)
+    cfg = preset(args.env, backend=args.backend)
     spec = make_env(args.env, cfg.backend, 1).spec
     L = segment_length(cfg, spec.dt)
     segments = random_segments(args.env, args.clips, L, spec)
