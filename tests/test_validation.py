@@ -64,6 +64,13 @@ BAD = [  # (arguments, what the one line must contain)
      "max_labels=16000000"),
     (["--env=hopper", "--labels", "1000000", "--set", "candidate_factor=65536"],
      "candidate_factor=65536"),
+    # the Atari settings (rlhp.envs.atari, rlhp.agents.a2c, the reward CNN)
+    ([G, "--set", "agent=dqn"], "agent='dqn'"),
+    ([G, "--set", "a2c_steps=0"], "a2c_steps=0"),
+    ([G, "--set", "end_penalty=-1"], "end_penalty=-1"),
+    ([G, "--set", "reward_net=rnn"], "reward_net='rnn'"),
+    ([G, "--set", "reward_split_sample=0"], "reward_split_sample=0"),
+    ([G, "--set", "label_window=-3"], "label_window=-3"),
     # network sizes: tuples of positive ints
     ([G, "--set", "hidden=(0,)"], "hidden=(0,)"),
     ([G, "--set", "hidden=64"], "hidden=64"),
@@ -177,7 +184,7 @@ def test_seeds_of_envpool_pools_stay_int32():
 
 
 def test_memory_check_names_the_largest_buffer():
-    spec = SimpleNamespace(dt=0.008, obs_shape=(11,), action_shape=(3,))
+    spec = SimpleNamespace(dt=0.008, obs_shape=(11,), action_shape=(3,), frame_stack=0)
     cfg = preset("hopper")
     run.check_memory(cfg, spec, available=2**30)
     with pytest.raises(ConfigError, match=r"labels=100000: .* labels can be at most [\d,]+$") as e:
