@@ -176,7 +176,7 @@ def parse_setting(text: str) -> tuple[str, str]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="hopper")
-    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: preset)")
     p.add_argument("--seeds", type=seed_list, default="0-3",
                    help="a count (8: seeds 0-7), a range 100-107, or 0,3,5; one seed: 5-5")
     p.add_argument("--setting", type=parse_setting, action="append", default=[],
