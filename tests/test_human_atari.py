@@ -39,6 +39,7 @@ def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_pa
     try:
         state = teacher.between_chunks(state, it, dyn)
         assert store.counts()["pending"] == QUEUE
+        assert (tmp_path / "clips" / "behaviour.mp4").stat().st_size > 1000  # the agent now
         answered = []
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for answer in ("left", "right"):
@@ -76,7 +77,7 @@ def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_pa
         np.testing.assert_array_equal(got.action, saved.action)
 
 
-@pytest.mark.slow  # about 10 min here: three CLI runs, XLA compiling the CNNs' gradients
+@pytest.mark.slow  # 5-7 min here: three CLI runs, XLA compiling the CNNs' gradients
 def test_pong_human_run_resume_export_and_labels_from(tmp_path):
     """``python -m rlhp.run --env=pong --teacher=human``, tiny: answers through the API
     reach the run's database; killed and resumed it loses none and inserts none twice;
