@@ -1,9 +1,10 @@
 """Saved labels: ``python -m rlhp.labels export RUN_DIR OUT.jsonl``.
 
 Writes every answer of a ``--teacher human`` run (its ``labels.sqlite``) as JSON lines:
-``pair``, ``answer`` (left, right, equal, cant_tell) and the pair's segments (``obs``,
-``action``, ``[2, L, ...]``). ``python -m rlhp.run --labels-from OUT.jsonl`` trains another
-run's reward model on them. Bad input exits 2 with one line.
+``pair``, ``answer`` (left, right, equal, cant_tell) and the pair's segments as the run
+stored them (``obs``: ``[2, L, ...]`` observations, or Atari's ``[2, L + 3, 84, 84]`` uint8
+frames; ``action``: ``[2, L, ...]``). ``python -m rlhp.run --labels-from OUT.jsonl``
+trains another run's reward model on them. Bad input exits 2 with one line.
 """
 from __future__ import annotations
 

@@ -386,7 +386,8 @@ def read_labels(trainer, path: str) -> list:
         raise UsageError("--labels-from: only a learned reward uses labels")
     learner = trainer.learner
     try:
-        return read_jsonl(path, learner.obs_shape, learner.action_shape, learner.segment_length)
+        return read_jsonl(path, learner.store.stored(learner.segment_length),
+                          learner.action_shape, learner.segment_length)
     except OSError as e:
         raise UsageError(f"--labels-from {path}: {e.strerror}") from None
     except ValueError as e:

@@ -107,9 +107,6 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
     if L > cfg.rollout_length:
         raise ConfigError(f"segment_length={cfg.segment_length} (L={L} steps): must be at most "
                           f"rollout_length={cfg.rollout_length}", "segment_length")
-    if cfg.teacher == "human" and spec.frame_stack:
-        raise ConfigError(f"teacher='human' cannot label {spec.name} yet (no clips of Atari "
-                          f"frames on the labelling page)", "teacher")
     if cfg.reward_net == "cnn":
         if not spec.frame_stack:
             raise ConfigError(f"reward_net='cnn' needs image observations; {spec.name} has "

@@ -1,5 +1,6 @@
 """Atari: the envpool games under the paper's treatment on real frames, the uint8 clip
 store, the CNNs (shapes, the reward CNN's train/eval split) and A2C's n-step returns."""
+import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +93,31 @@ def test_score_region_is_blank_for_the_reward_model(pong):
     seen = np.asarray(store.inputs(None, jnp.asarray(s.obs[t, b])))
     assert (seen[r0:r1, c0:c1] == 0).all() and seen.dtype == np.float32
     np.testing.assert_allclose(seen[r1:], s.obs[t, b, r1:] / 255.0, rtol=1e-6)
+
+
+def test_clip_shows_the_frames_the_reward_model_sees(pong, tmp_path):
+    """A pair's clips on the labelling page: each step's newest stored frame, 4x larger,
+    the score blank, the two segments different, written as an mp4 that reads back."""
+    from rlhp.human import clips
+
+    _, s = pong
+    spec = make_env("pong", "envpool", B).spec
+    store = frames.codec(spec)
+    (r0, r1, _, _), = atari.HIDDEN["pong"]
+    L = 25
+    obs = [s.obs[100:100 + L, 0], s.obs[200:200 + L, 1]]
+    assert all(o[:, r0:r1, :, -1].any() for o in obs)       # the game shows its score
+    stored = [np.asarray(store.pack(jnp.asarray(o))) for o in obs]   # [L + 3, 84, 84] each
+    draw, fps = clips.clip_maker(spec)
+    left, right = (np.asarray(draw(c)) for c in stored)
+    assert left.shape == (L, 336, 336, 3) and left.dtype == np.uint8 and fps == 15
+    np.testing.assert_array_equal(left[:, ::4, ::4, 0], stored[0][3:])  # nearest, x4
+    np.testing.assert_array_equal(left[:, r1 * 4::4, ::4, 1], obs[0][:, r1:, :, -1])
+    assert (left[:, :r1 * 4] == 0).all() and (right[:, :r1 * 4] == 0).all()  # score blank
+    assert left.std() > 20                                   # real frames, not blank
+    assert np.abs(left.astype(float) - right).mean() > 0.1   # the two segments differ
+    back = np.stack(imageio.mimread(clips.write(list(left), tmp_path / "l.mp4", fps)))
+    assert back.shape == left.shape and np.abs(back.astype(float) - left).mean() < 2
 
 
 def test_uint8_store_round_trip(pong):
@@ -206,8 +232,8 @@ def test_atari_preset_and_its_rules():
     with pytest.raises(ConfigError, match="label_window=3000: .* 1.2 GiB.*at most 2,557"):
         check_memory(cfg, spec, available=2 * 2**30)
     check_memory(cfg, spec, available=4 * 2**30)
-    with pytest.raises(ConfigError, match="teacher='human' cannot label pong"):
-        make_learner(preset("pong", teacher="human"), spec)
+    human = make_learner(preset("pong", teacher="human"), spec)   # a person labels frames too
+    assert human.store.stored(human.segment_length) == ((28, 84, 84), jnp.uint8)
     with pytest.raises(ConfigError, match="reward_net='cnn' needs image observations"):
         make_learner(preset("hopper", reward_net="cnn"), make_env("hopper", "envpool", 16).spec)
 

@@ -14,7 +14,10 @@ def start(args, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "rlhp.run", *args], stdout=subprocess.PIPE,
                             stderr=open(tmp_path / "stderr.log", "a"), text=True)
     line = proc.stdout.readline()
-    assert line.startswith("Labelling page: http://127.0.0.1:"), line
+    if not line.startswith("Labelling page: http://127.0.0.1:"):
+        status = proc.wait(timeout=30) if not line else proc.poll()
+        raise AssertionError(f"no labelling page ({line!r}, exit status {status}): "
+                             f"{(tmp_path / 'stderr.log').read_text()[-2000:]}")
     return proc, line.split()[-1]
 
 

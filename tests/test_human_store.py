@@ -1,4 +1,5 @@
 """The label store: durable answers, validation, reload after a crash, export round trip."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ import pytest
 from rlhp.human.store import AlreadyAnswered, Store, UnknownPair, read_jsonl
 
 L, OBS, ACT = 4, (3,), (2,)
+CLIP = ((L, *OBS), np.float32)  # a clip stored as observed
 
 
 def segments(i):
@@ -60,13 +62,33 @@ def test_export_and_read_back(tmp_path):
     for i, answer in enumerate(["left", "equal", "right", "cant_tell"]):
         store.answer(store.add_query(*segments(i), iteration=0), answer)
     assert store.export(tmp_path / "labels.jsonl") == 4
-    back = read_jsonl(tmp_path / "labels.jsonl", OBS, ACT, L)
+    back = read_jsonl(tmp_path / "labels.jsonl", CLIP, ACT, L)
     assert [l.answer for l in back] == ["left", "equal", "right", "cant_tell"]
     for lab, orig in zip(back, store.labels()):
         np.testing.assert_allclose(lab.obs, orig.obs)
         np.testing.assert_allclose(lab.action, orig.action)
     with pytest.raises(ValueError, match="do not fit"):
-        read_jsonl(tmp_path / "labels.jsonl", (4,), ACT, L)
+        read_jsonl(tmp_path / "labels.jsonl", ((L, 4), np.float32), ACT, L)
     (tmp_path / "bad.jsonl").write_text('{"answer": "left"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1"):
-        read_jsonl(tmp_path / "bad.jsonl", OBS, ACT, L)
+        read_jsonl(tmp_path / "bad.jsonl", CLIP, ACT, L)
+
+
+def test_frames_read_back_as_uint8_and_out_of_range_is_refused(tmp_path):
+    """Atari labels carry stored uint8 frames ``[2, L + 3, H, W]``: they read back exactly,
+    as uint8; values a uint8 frame cannot hold name the line."""
+    clip = ((L + 3, 5, 5), np.uint8)
+    frames = np.random.default_rng(0).integers(0, 256, (2, L + 3, 5, 5), dtype=np.uint8)
+    store = Store(tmp_path / "labels.sqlite")
+    store.answer(store.add_query(frames, np.zeros((2, L), np.int32), iteration=0), "right")
+    store.export(tmp_path / "labels.jsonl")
+    back, = read_jsonl(tmp_path / "labels.jsonl", clip, (), L)
+    assert back.obs.dtype == np.uint8 and back.answer == "right"
+    np.testing.assert_array_equal(back.obs, frames)
+    over = frames.astype(int)
+    over[0, 0, 0, 0] = 256
+    for bad in (over, frames / 2, -over):
+        row = {"answer": "left", "obs": bad.tolist(), "action": np.zeros((2, L)).tolist()}
+        (tmp_path / "bad.jsonl").write_text(json.dumps(row) + "\n")
+        with pytest.raises(ValueError, match="bad.jsonl:1: obs must be uint8"):
+            read_jsonl(tmp_path / "bad.jsonl", clip, (), L)

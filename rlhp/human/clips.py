@@ -11,9 +11,13 @@ each state with the task model's ``track`` camera, as the final-policy video doe
 MuJoCo: the same observations (brax reports the torso's height where the envpool task
 reports its ``rootz`` joint, which starts at the torso's height: the height is shifted back
 by the torso's rest height), drawn through brax's own MuJoCo model. Frames are taken at
-``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time.
+``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time. Atari: the segment's
+stored uint8 frames (``rlhp.preferences.frames.Frames``: the newest frame of each stacked
+observation, the score's boxes blank) as the reward model sees them, 84x84 grayscale
+scaled up ``ATARI_SCALE`` times (nearest), one frame per env step (15 per second of play).
 
-``python -m rlhp.human.clips --env hopper`` measures clips rendered per second here.
+``python -m rlhp.human.clips --env hopper`` (or ``--env pong``) measures clips rendered per
+second here.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import numpy as np
 from rlhp.outputs import video
 
 SIZE = 240  # clip height and width in pixels
+ATARI_SCALE = 4  # an Atari clip's pixels per frame pixel (84x84 -> 336x336)
 RECONSTRUCTED = ("hopper", "walker2d", "halfcheetah", "swimmer")
 BRAX_HEIGHT = ("hopper", "walker2d")
 """brax tasks whose first observed position is the torso's height above the floor, where
@@ -117,15 +122,32 @@ class MujocoClips:
         return out
 
 
+def atari_frames(clip: np.ndarray, store, scale: int = ATARI_SCALE) -> list:
+    """Frames ``[L, 84 * scale, 84 * scale, 3]`` uint8 of a stored Atari clip ``[L + K - 1,
+    84, 84]`` uint8 (``store``: its ``rlhp.preferences.frames.Frames``): the newest frame of
+    each of the ``L`` observations, hidden boxes blank, each pixel a ``scale``-square."""
+    frames = np.asarray(clip)[store.stack - 1:] * store.visible()
+    big = frames.repeat(scale, 1).repeat(scale, 2)
+    return list(np.repeat(big[..., None], 3, -1))
+
+
 def clip_maker(spec):
-    """``frames(obs [L, *obs_shape]) -> list of [H, W, 3] uint8`` and the clips' frame
-    rate, for an env's spec. Raises ``ClipUnavailable`` (or ``VideoUnavailable``)."""
+    """``frames(clip) -> list of [H, W, 3] uint8`` and the clips' frame rate, for an env's
+    spec; ``clip`` is one segment as the reward learner stores it
+    (``rlhp.preferences.frames.codec(spec)``: observations ``[L, *obs_shape]``, or Atari's
+    frames ``[L + K - 1, 84, 84]`` uint8). Raises ``ClipUnavailable`` (or
+    ``VideoUnavailable``)."""
+    if spec.frame_stack:
+        from functools import partial
+
+        from rlhp.preferences.frames import codec
+        return partial(atari_frames, store=codec(spec)), round(1 / spec.dt)
     if spec.backend == "gridworld":
         return gridworld_frames, 4
     if spec.backend in ("envpool", "brax"):
         return MujocoClips(spec.name, spec.dt, spec.backend).frames, video.FPS
     raise ClipUnavailable(f"no clips for the {spec.backend} backend yet (gridworld, envpool, "
-                          f"brax)")
+                          f"brax, Atari)")
 
 
 def write(frames: list, path: Path, fps: int) -> Path:
@@ -141,10 +163,11 @@ def write(frames: list, path: Path, fps: int) -> Path:
 def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
     """``[n, length, *obs_shape]`` observations of random behaviour: a random walk on the
     grid, or random actions in an envpool pool of the task (bodies in real poses; brax's
-    hopper, walker2d and halfcheetah observe the same way)."""
+    hopper, walker2d and halfcheetah observe the same way; Atari games preprocessed as
+    in training, ``[84, 84, 4]`` uint8)."""
+    rng = np.random.default_rng(0)
     if spec.backend == "gridworld":
         from rlhp.envs import gridworld as g
-        rng = np.random.default_rng(0)
         cell, nxt, cells = 12, g.next_cell(), []
         for _ in range(n * length):
             cells.append(cell)
@@ -152,43 +175,65 @@ def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
         return np.eye(g.NUM_CELLS, dtype=np.float32)[cells].reshape(n, length, g.NUM_CELLS)
     import envpool
 
-    from rlhp.envs.envpool_env import MUJOCO_IDS
-    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0,
-                        terminate_when_unhealthy=False)
-    rng = np.random.default_rng(0)
+    if spec.frame_stack:
+        from rlhp.envs import atari
+        pool = envpool.make(atari.GAMES[name], env_type="gymnasium", num_envs=n, seed=0,
+                            **atari.PREPROCESSING)
+        act = lambda: rng.integers(pool.action_space.n, size=n)
+        as_seen = lambda obs: obs.transpose(0, 2, 3, 1)  # frames last, as the env gives them
+    else:
+        from rlhp.envs.envpool_env import MUJOCO_IDS
+        pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0,
+                            terminate_when_unhealthy=False)
+        act = lambda: rng.uniform(-1, 1, (n, *pool.action_space.shape))
+        as_seen = lambda obs: obs.astype(np.float32)
     obs, _ = pool.reset()
     out = []
     for _ in range(length):
-        out.append(obs)
-        obs = pool.step(rng.uniform(-1, 1, (n, *pool.action_space.shape)))[0]
-    return np.stack(out, 1).astype(np.float32)
+        out.append(as_seen(obs))
+        obs = pool.step(act())[0]
+    return np.stack(out, 1)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (every thread) and of its ended children (the ffmpeg
+    processes that encode the mp4s)."""
+    import resource
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def main(argv=None) -> None:
-    """Clips rendered (frames and mp4) per second for a task's segments."""
+    """Clips rendered (frames and mp4) per second for a task's segments (random behaviour,
+    stored as the reward learner stores them)."""
     p = argparse.ArgumentParser(prog="python -m rlhp.human.clips", description=main.__doc__)
     p.add_argument("--env", default="hopper")
-    p.add_argument("--backend", default="auto", help="auto, gridworld, envpool or brax")
+    p.add_argument("--backend", default="auto", help="auto, gridworld, envpool or brax "
+                   "(Atari games: envpool)")
     p.add_argument("--clips", type=int, default=20)
     p.add_argument("--out", default="/tmp/rlhp-clips")
     args = p.parse_args(argv)
     from rlhp.envs import make_env
+    from rlhp.preferences.frames import codec
     from rlhp.presets import preset
     from rlhp.train import segment_length
     cfg = preset(args.env, backend=args.backend)
     spec = make_env(args.env, cfg.backend, 1).spec
     L = segment_length(cfg, spec.dt)
-    segments = random_segments(args.env, args.clips, L, spec)
+    segments = np.asarray(codec(spec).pack(random_segments(args.env, args.clips, L, spec)))
     frames, fps = clip_maker(spec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0, c0 = time.time(), time.process_time()
+    t0, c0 = time.time(), cpu_seconds()
     for i, seg in enumerate(segments):
-        write(frames(seg), out / f"{i}.mp4", fps)
-    seconds, cpu = time.time() - t0, time.process_time() - c0
+        drawn = frames(seg)
+        write(drawn, out / f"{i}.mp4", fps)
+    seconds, cpu = time.time() - t0, cpu_seconds() - c0
+    size = drawn[0].shape[0]
     print(f"{args.env} ({spec.backend}): {args.clips} clips of {L} steps in {seconds:.1f} s: "
-          f"{args.clips / seconds:.2f} clips/s ({SIZE}x{SIZE} frames, mp4); "
-          f"{cpu / args.clips:.2f} CPU-seconds per clip (this process, every thread)")
+          f"{args.clips / seconds:.2f} clips/s ({size}x{size} frames, mp4); "
+          f"{cpu / args.clips:.3f} CPU-seconds per clip (this process, every thread, and its "
+          f"ffmpeg encoders)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 An answer is committed (``synchronous=FULL``) before ``answer`` returns, so the page is
 told "saved" only once the answer would survive a crash of the trainer or the server.
-A query keeps its two segments (observations and actions, ``[2, L, ...]``), so an
-answer can enter the comparison database whenever the trainer next takes it in, and a
-resumed run (or another run, through ``export``/``read_jsonl``) can load it again.
+A query keeps its two segments as the reward learner stores them (observations
+``[2, L, *obs_shape]`` float32, or Atari's frames ``[2, L + K - 1, 84, 84]`` uint8:
+``rlhp.preferences.frames``; actions ``[2, L, ...]``), so an answer can enter the
+comparison database whenever the trainer next takes it in, and a resumed run (or another
+run, through ``export``/``read_jsonl``) can load it again.
 Answers are numbered in the order they were saved (``seq``); the trainer remembers the
 last one it inserted, in its checkpoint.
 
@@ -53,8 +55,8 @@ class AlreadyAnswered(ValueError):
 
 @dataclass(frozen=True)
 class Label:
-    """One saved answer and the pair it answers: obs ``[2, L, *obs_shape]``,
-    action ``[2, L, ...]`` (left first)."""
+    """One saved answer and the pair it answers: obs ``[2, *clip]`` (the stored clips:
+    ``[2, L, *obs_shape]``, or Atari frames), action ``[2, L, ...]`` (left first)."""
 
     seq: int
     pair: int
@@ -96,8 +98,8 @@ class Store:
             self._db.close()
 
     def add_query(self, obs: np.ndarray, action: np.ndarray, iteration: int) -> int:
-        """Keep a pair of segments (obs ``[2, L, ...]``, action ``[2, L, ...]``) put to
-        the person; returns its id."""
+        """Keep a pair of segments (obs ``[2, *clip]`` as stored, any dtype; action
+        ``[2, L, ...]``) put to the person; returns its id."""
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO queries (iteration, created, segments) VALUES (?, ?, ?)",
@@ -122,7 +124,7 @@ class Store:
             return int(cur.lastrowid)
 
     def segments(self, pair: int) -> tuple[np.ndarray, np.ndarray]:
-        """The pair's segments, obs ``[2, L, ...]`` and action ``[2, L, ...]``; raises
+        """The pair's segments, obs ``[2, *clip]`` and action ``[2, L, ...]``; raises
         ``UnknownPair``."""
         with self._lock:
             row = self._db.execute("SELECT segments FROM queries WHERE id = ?",
@@ -171,11 +173,12 @@ class Store:
         return len(labels)
 
 
-def read_jsonl(path: Path | str, obs_shape: tuple, action_shape: tuple,
-               length: int) -> list[Label]:
+def read_jsonl(path: Path | str, clip: tuple, action_shape: tuple, length: int) -> list[Label]:
     """Labels exported by ``Store.export`` (or written by hand in its format), checked
-    against a run's shapes: obs ``[2, length, *obs_shape]``, action ``[2, length,
-    *action_shape]``. Raises ``ValueError`` naming the line at fault."""
+    against a run's segments: obs ``[2, *clip_shape]`` of ``clip = (clip_shape, dtype)``
+    (``RewardLearner.store.stored(length)``: uint8 frames must be integers in [0, 255]),
+    action ``[2, length, *action_shape]``. Raises ``ValueError`` naming the line at fault."""
+    clip_shape, dtype = tuple(clip[0]), np.dtype(clip[1])
     labels = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -183,16 +186,20 @@ def read_jsonl(path: Path | str, obs_shape: tuple, action_shape: tuple,
                 continue
             try:
                 row = json.loads(line)
-                obs = np.asarray(row["obs"], np.float32)
+                obs = np.asarray(row["obs"], np.float64)
                 action = np.asarray(row["action"])
                 answer = row["answer"]
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"{path}:{n}: not a label ({type(e).__name__}: {e})") from None
             if answer not in ANSWERS:
                 raise ValueError(f"{path}:{n}: answer {answer!r} is not one of {', '.join(ANSWERS)}")
-            if obs.shape != (2, length, *obs_shape) or action.shape != (2, length, *action_shape):
+            if obs.shape != (2, *clip_shape) or action.shape != (2, length, *action_shape):
                 raise ValueError(f"{path}:{n}: obs {obs.shape} and action {action.shape} do not "
-                                 f"fit this run's segments {(2, length, *obs_shape)} and "
+                                 f"fit this run's segments {(2, *clip_shape)} and "
                                  f"{(2, length, *action_shape)}")
-            labels.append(Label(n, int(row.get("pair", n)), answer, obs, action))
+            if dtype.kind == "u" and not ((obs == np.round(obs)).all() and obs.min() >= 0
+                                          and obs.max() <= np.iinfo(dtype).max):
+                raise ValueError(f"{path}:{n}: obs must be {dtype} frames: integers in "
+                                 f"[0, {np.iinfo(dtype).max}]")
+            labels.append(Label(n, int(row.get("pair", n)), answer, obs.astype(dtype), action))
     return labels

@@ -5,7 +5,8 @@ Between jitted chunks of training, ``HumanTeacher.between_chunks``:
    (``RewardLearner.insert``; "can't tell" counts against the budget but enters nothing);
 2. asks for the labels the schedule has made due: ``RewardLearner.select`` chooses the
    pairs by the run's query scheme (so disagreement works with people), each pair's
-   segments go into the store and its two clips are rendered for the page;
+   segments go into the store as the learner stores them (Atari: uint8 frames,
+   ``rlhp.preferences.frames``) and its two clips are rendered for the page;
 3. now and then renders the agent's latest segment as "the agent now".
 Nothing waits for the person: the policy keeps optimising the current r-hat meanwhile.
 The last answer inserted (``inserted``, a store ``seq``) goes into each checkpoint, so a
@@ -31,9 +32,9 @@ BEHAVIOUR_SECONDS = 20.0  # "the agent now" is rendered at most this often
 
 
 def pad(labels: list[Label], n: int):
-    """``n`` labels' obs ``[n, 2, L, ...]``, action, mu ``[n]``, answered ``[n]`` and the
-    mask of real rows ``[n]`` (the rest zeros)."""
-    obs = np.zeros((n, *labels[0].obs.shape), np.float32)
+    """``n`` labels' obs ``[n, 2, *clip]`` (as stored: Atari frames stay uint8), action,
+    mu ``[n]``, answered ``[n]`` and the mask of real rows ``[n]`` (the rest zeros)."""
+    obs = np.zeros((n, *labels[0].obs.shape), labels[0].obs.dtype)
     action = np.zeros((n, *labels[0].action.shape), labels[0].action.dtype)
     mu, answered, real = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)
     for i, lab in enumerate(labels):
@@ -48,7 +49,7 @@ def make_insert(learner):
     padded answers (``pad``) put into the comparison database by ``learner.insert``."""
     def insert(pref, key, obs, action, mu, answered, real):
         query = Query(obs=obs, action=action.astype(learner.action_dtype),
-                      true_reward=jnp.zeros(obs.shape[:3]), asked=real,
+                      true_reward=jnp.zeros(action.shape[:3]), asked=real,
                       predicted=jnp.zeros_like(real))  # insert reads neither
         return learner.insert(pref, key, query, mu, answered)
     return jax.jit(insert)

@@ -40,9 +40,11 @@ def init(capacity: int, members: int, length: int, obs_shape: tuple, action_shap
 
 
 def add(db: Comparisons, key, obs, action, mu, ok) -> Comparisons:
-    """Insert the pairs with ``ok [K]`` True: obs ``[K, 2, L, ...]``, mu ``[K]``."""
+    """Insert the pairs with ``ok [K]`` True: obs ``[K, 2, L, ...]`` (or ``[K, 2, *clip]``
+    as stored, in the database's dtype), mu ``[K]``."""
     C, M = db.validation.shape
-    assert obs.shape[1:] == db.obs.shape[1:], (obs.shape, db.obs.shape)
+    assert obs.shape[1:] == db.obs.shape[1:] and obs.dtype == db.obs.dtype, (
+        obs.shape, obs.dtype, db.obs.shape, db.obs.dtype)
     assert action.shape[1:] == db.action.shape[1:] and action.dtype == db.action.dtype
     k_val, k_boot = jax.random.split(key)
     K = mu.shape[0]
