@@ -442,7 +442,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     from rlhp.outputs.checkpoint import Checkpointer
     from rlhp.envs import make_env
     from rlhp.outputs.tracking import MetricsLog
-    from rlhp.train import evaluate, nonfinite_parts, restart_episodes
+    from rlhp.train import evaluate, evaluation_key, nonfinite_parts, restart_episodes
 
     t_start = time.time()
     trainer, ckpt, restored = prepare(cfg, run_dir, resume)  # bad input stops here: one line
@@ -556,7 +556,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes,
                         seed=env_seed(cfg.seed, EVAL_SEED_OFFSET))
     returns, _ = jax.jit(lambda s, k: evaluate(trainer, eval_env, s, k))(
-        state, jax.random.PRNGKey(cfg.seed + 1))
+        state, evaluation_key(cfg.seed))
     returns = np.asarray(returns)
     summary = {
         "env": cfg.env, "backend": trainer.env.spec.backend, "seed": cfg.seed, "steps": cfg.steps,

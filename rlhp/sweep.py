@@ -7,7 +7,10 @@ devices the sweep axis is sharded over all of them (a ``Mesh`` over ``jax.device
 
 Any dynamic field of ``Config`` can be an axis (``labels``, ``query``, ``teacher``,
 ``teacher_mistake``, ``reward_lr``, ...); static fields (shapes, counts) cannot, because
-they define the compilation. The comparison database is sized for the largest budget.
+they define the compilation. The comparison database is sized for the largest budget, so a
+member is the run alone with that capacity (``max_labels``): the same counts, and floats
+equal to float32 rounding at first (vmap and sharding change XLA's summation order), which
+training amplifies (docs/reference.md#sweeps).
 """
 from __future__ import annotations
 
@@ -184,7 +187,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     from rlhp.envs import make_env
     from rlhp.outputs import report
     from rlhp.outputs.checkpoint import Checkpointer
-    from rlhp.train import evaluate
+    from rlhp.train import evaluate, evaluation_key
 
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
     trainer = vmappable_trainer(cfg)
@@ -224,7 +227,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     ckpt.close()
     eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=1)
     returns, _ = jax.jit(jax.vmap(lambda s, k: evaluate(trainer, eval_env, s, k)))(
-        states, jax.vmap(jax.random.fold_in, (0, None))(keys, 1))
+        states, shard(jnp.stack([evaluation_key(r["seed"]) for r in runs])))
     returns = np.asarray(gather(returns))
     if cfg.env == "gridworld" and name == "learned":
         states = gather(states)  # the reward maps are drawn from every member's state

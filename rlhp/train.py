@@ -388,6 +388,12 @@ def restart_episodes(trainer: Trainer, state: TrainState, key: jax.Array) -> Tra
                          ep_length=jnp.zeros(B, jnp.int32))
 
 
+def evaluation_key(seed: int) -> jax.Array:
+    """The key ``[2]`` of seed ``seed``'s final evaluation (``evaluate``), the same for a run
+    and for the same member of a sweep."""
+    return jax.random.PRNGKey(seed + 1)
+
+
 def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array):
     """Deterministic-policy episodes on ``eval_env`` (the task's standard reward and episodes).
 

@@ -95,7 +95,7 @@ def evaluation(trainer, state, pick):
     from rlhp.envs import make_env
     from rlhp.envs.base import Env
     from rlhp.run import EVAL_SEED_OFFSET, env_seed
-    from rlhp.train import evaluate
+    from rlhp.train import evaluate, evaluation_key
     cfg = trainer.cfg
     env = make_env(cfg.env, cfg.backend, cfg.eval_episodes,
                    seed=env_seed(cfg.seed, EVAL_SEED_OFFSET))
@@ -116,7 +116,7 @@ def evaluation(trainer, state, pick):
 
     tapped = Env(env.spec, reset, step, env.obs)
     returns, lengths = jax.jit(lambda s, k: evaluate(trainer, tapped, s, k))(
-        state, jax.random.PRNGKey(cfg.seed + 1))
+        state, evaluation_key(cfg.seed))
     return np.asarray(returns), np.asarray(lengths), kept
 
 
