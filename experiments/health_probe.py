@@ -11,7 +11,6 @@ outside +-0.2), so a "hop and fall" run can be told from a slow one.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from rlhp import run
     from rlhp.outputs.video import evaluation
-    env = json.loads((Path(args.run_dir) / "config.json").read_text())["env"]
-    cfg, _ = run.build_config(run.parse_args([f"--env={env}", "--resume",
-                                              "--run-dir", args.run_dir]))
+    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
     trainer, _, restored = run.prepare(cfg, Path(args.run_dir), True)
     returns, lengths, kept = evaluation(trainer, restored[0], lambda s, a: s.obs)
     obs = np.stack(kept)  # [T + 1, E, obs_dim]: the reset, then after each step
