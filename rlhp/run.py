@@ -11,6 +11,7 @@ Exit status: 0 done, 2 bad input, 3 the training state became non-finite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -505,7 +506,9 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                    f"{duration(time.time() - t_start)})")
     learned = cfg.reward == "learned"
     alarm = FreshAlarm(cfg.fresh_window, cfg.fresh_alarm, log.rows)
-    with Progress(*columns, disable=status is not None) as progress:
+    # leaving the block, normally or on an error, stops the clip worker (its errors raised)
+    with (Progress(*columns, disable=status is not None) as progress,
+          human or contextlib.nullcontext()):
         task = progress.add_task(cfg.env, total=cfg.steps, completed=it * cfg.batch_size, info="")
         while it < n_iter:
             new_state, metrics = chunk(state, dyn)

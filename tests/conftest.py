@@ -23,3 +23,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def poll_until(condition, timeout: float = 60.0) -> None:
+    """Wait until ``condition()`` holds (checked every 20 ms); fail after ``timeout`` s."""
+    import time
+    t0 = time.monotonic()
+    while not condition():
+        assert time.monotonic() - t0 < timeout, f"still not true after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def until():
+    """``until(condition, timeout=60)``: wait for work done on another thread (the clip
+    worker's clips)."""
+    return poll_until

@@ -28,7 +28,7 @@ def pong_run():
     return cfg, trainer, dyn, jax.jit(trainer.init)(jax.random.PRNGKey(0), dyn)
 
 
-def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_path):
+def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_path, until):
     cfg, trainer, dyn, state = pong_run
     (_, r1, _, _), = atari.HIDDEN["pong"]
     store = Store(tmp_path / "labels.sqlite")
@@ -39,6 +39,8 @@ def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_pa
     try:
         state = teacher.between_chunks(state, it, dyn)
         assert store.counts()["pending"] == QUEUE
+        until(lambda: all(teacher.ready(p) for p in store.pending()))  # the worker's clips
+        until(lambda: teacher.status["behaviour_version"] == 1)
         assert (tmp_path / "clips" / "behaviour.mp4").stat().st_size > 1000  # the agent now
         answered = []
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -56,6 +58,7 @@ def test_pong_pairs_answered_through_the_api_reach_the_database(pong_run, tmp_pa
     finally:
         server.stop()
     state = teacher.between_chunks(state, it + 1, dyn)
+    teacher.close()
     db = jax.device_get(state.pref.db)
     assert db.obs.dtype == np.uint8 and db.obs.shape == (30, 2, 25 + 3, 84, 84)
     assert db.filled.sum() == 2 and sorted(db.mu[db.filled].tolist()) == [0.0, 1.0]

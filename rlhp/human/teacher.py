@@ -6,9 +6,13 @@ Between jitted chunks of training, ``HumanTeacher.between_chunks``:
 2. asks for the labels the schedule has made due: ``RewardLearner.select`` chooses the
    pairs by the run's query scheme (so disagreement works with people), each pair's
    segments go into the store as the learner stores them (Atari: uint8 frames,
-   ``rlhp.preferences.frames``) and its two clips are rendered for the page;
-3. now and then renders the agent's latest segment as "the agent now".
-Nothing waits for the person: the policy keeps optimising the current r-hat meanwhile.
+   ``rlhp.preferences.frames``) and are handed to the clip worker
+   (``rlhp.human.clip_worker``), which renders the two clips on its own thread; the page
+   is given a pair once both are written (``ready``);
+3. now and then hands over the agent's latest segment as "the agent now".
+Nothing waits for the person, and no rendering happens on the trainer's thread: the policy
+keeps optimising the current r-hat meanwhile. Pairs a previous run posed but did not render
+are rendered again when a teacher starts.
 The last answer inserted (``inserted``, a store ``seq``) goes into each checkpoint, so a
 resumed run inserts exactly the answers its checkpoint had not seen.
 """
@@ -22,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhp.human import clips
+from rlhp.human.clip_worker import ClipWorker
 from rlhp.human.store import Label, Store
 from rlhp.preferences import schedule
 from rlhp.preferences.learner import Query
@@ -65,20 +70,26 @@ def insert_labels(insert, pref, labels: list[Label], key):
 
 class HumanTeacher:
     """The seam's host side for ``trainer``, posing pairs into ``store``; with a
-    ``clip_dir`` their clips are rendered there (without one, a page draws the segments
-    itself: the explainer's gridworld paths)."""
+    ``clip_dir`` their clips are rendered there by a ``ClipWorker`` (without one, a page
+    draws the segments itself: the explainer's gridworld paths). ``close`` (or leaving a
+    ``with`` block) stops the worker."""
 
     def __init__(self, trainer, store: Store, clip_dir: Path | None, inserted: int = 0):
         self.trainer, self.store, self.inserted = trainer, store, inserted
         self.clip_dir = Path(clip_dir) if clip_dir is not None else None
+        self.worker = None
         if self.clip_dir is not None:
             self.clip_dir.mkdir(parents=True, exist_ok=True)
-            self.frames, self.fps = clips.clip_maker(trainer.env.spec)
+            spec = trainer.env.spec
+            self.worker = ClipWorker(lambda: clips.clip_maker(spec))
+            for pair in store.pending():  # posed by an earlier run, not yet rendered
+                if not self.ready(pair):
+                    self.render_pair(pair, store.segments(pair)[0])
         learner, cfg = trainer.learner, trainer.cfg
         self.key = jax.random.PRNGKey(cfg.seed + 3)
         self.status = {"budget": cfg.labels, "env_steps": 0, "true_return": None,
                        "behaviour_version": 0}
-        self._last_behaviour = -np.inf
+        self._last_behaviour, self._behaviour_rendering = -np.inf, False
 
         def select(pref, key, k, scheme):
             k_pairs, k_score = jax.random.split(key)
@@ -106,8 +117,14 @@ class HumanTeacher:
         counts = self.store.counts()
         return int(max(0, min(due - counts["queries"], QUEUE - counts["pending"])))
 
+    def render_pair(self, pair: int, obs: np.ndarray) -> None:
+        """Hand ``pair``'s segments ``obs [2, *clip]`` to the worker: ``PAIR-left.mp4``,
+        then ``PAIR-right.mp4`` (its existence makes the pair ``ready``)."""
+        self.worker.submit([(obs[0], self.clip_dir / f"{pair}-left.mp4"),
+                            (obs[1], self.clip_dir / f"{pair}-right.mp4")])
+
     def pose(self, state, iteration: int, dyn) -> list[int]:
-        """Select the pairs wanted now, keep them and render their clips (with a
+        """Select the pairs wanted now, keep them and have their clips rendered (with a
         ``clip_dir``); returns their ids."""
         k = self.labels_wanted(iteration)
         if k == 0:
@@ -118,29 +135,35 @@ class HumanTeacher:
         for i in np.flatnonzero(query.asked):
             obs, action = np.asarray(query.obs[i]), np.asarray(query.action[i])
             pair = self.store.add_query(obs, action, iteration)
-            if self.clip_dir is not None:
-                left, right = self.frames(obs[0]), self.frames(obs[1])
-                clips.write(left, self.clip_dir / f"{pair}-left.mp4", self.fps)
-                clips.write(right, self.clip_dir / f"{pair}-right.mp4", self.fps)  # last: ready
+            if self.worker is not None:
+                self.render_pair(pair, obs)
             ids.append(pair)
         return ids
 
     def show_behaviour(self, state) -> None:
-        """The newest buffered segment as ``behaviour.mp4`` (at most every
-        ``BEHAVIOUR_SECONDS``)."""
-        if self.clip_dir is None or time.monotonic() - self._last_behaviour < BEHAVIOUR_SECONDS:
+        """The newest buffered segment to the worker as ``behaviour.mp4`` (at most every
+        ``BEHAVIOUR_SECONDS``, and not while the last one is still being rendered)."""
+        if (self.worker is None or self._behaviour_rendering
+                or time.monotonic() - self._last_behaviour < BEHAVIOUR_SECONDS):
             return
         seg = state.pref.segments
         if not bool(seg.filled.any()):
             return
         newest = (int(seg.cursor) - 1) % seg.filled.shape[0]
-        clips.write(self.frames(np.asarray(seg.obs[newest])), self.clip_dir / "behaviour.mp4",
-                    self.fps)
+        self._behaviour_rendering, self._last_behaviour = True, time.monotonic()
+        self.worker.submit([(np.asarray(seg.obs[newest]), self.clip_dir / "behaviour.mp4")],
+                           then=self._behaviour_shown)
+
+    def _behaviour_shown(self) -> None:
+        """In the worker, once ``behaviour.mp4`` is written: the page may reload it."""
         self.status["behaviour_version"] += 1
-        self._last_behaviour = time.monotonic()
+        self._behaviour_rendering = False
 
     def between_chunks(self, state, iteration: int, dyn, true_return=None):
-        """Answers in, new pairs out, the page's figures updated; returns the state."""
+        """Answers in, new pairs out, the page's figures updated; returns the state. Raises
+        ``ClipError`` if the worker failed to render a clip."""
+        if self.worker is not None:
+            self.worker.check()
         state = self.take_answers(state, iteration)
         self.pose(state, iteration, dyn)
         self.show_behaviour(state)
@@ -152,3 +175,14 @@ class HumanTeacher:
     def ready(self, pair: int) -> bool:
         """Whether a pair's clips are on disk (the page is given only such pairs)."""
         return (self.clip_dir / f"{pair}-right.mp4").exists()
+
+    def close(self) -> None:
+        """Stop the clip worker (after the clip in hand); raises ``ClipError`` if it failed."""
+        if self.worker is not None:
+            self.worker.close()
+
+    def __enter__(self) -> "HumanTeacher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
