@@ -79,3 +79,128 @@ def test_brax_hopper_clips_draw_the_body_as_envpool_does():
     assert same < 15 and same < 0.8 * other, (same, other)
     with pytest.raises(clips.ClipUnavailable, match="brax"):
         clips.MujocoClips("swimmer", spec.dt, "brax")
+
+
+def rollout(name: str, steps: int, **task):
+    """A random-action rollout of envpool task ``name``: observations ``[steps + 1, obs]``,
+    actions ``[steps, act]``, ``moved [steps]`` (step ``t`` took ``obs[t]`` to ``obs[t + 1]``
+    by ``actions[t]``, not to a reset) and the infos (``steps + 1``)."""
+    import envpool
+
+    from rlhp.envs.envpool_env import MUJOCO_IDS
+    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=1, seed=3, **task)
+    obs, info = pool.reset()
+    rng = np.random.default_rng(0)
+    seen, actions, moved, infos, ended = [obs[0]], [], [], [info], False
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, (1, *pool.action_space.shape))
+        obs, _, term, trunc, info = pool.step(action)
+        moved.append(not ended)  # the step after an episode's end resets the pool
+        ended = term[0] or trunc[0]
+        seen.append(obs[0])
+        actions.append(action[0])
+        infos.append(info)
+    return np.asarray(seen), np.asarray(actions), np.asarray(moved), infos
+
+
+NEW_TASKS = ("ant", "reacher", "inverted_pendulum", "inverted_double_pendulum")
+
+
+@pytest.fixture(scope="module")
+def rollouts():
+    """Each newly drawn task's 30-step rollout (the pendulums fall and restart several
+    times) and its reconstructed states."""
+    import mujoco
+
+    from rlhp.envs.envpool_env import MUJOCO_DT, MUJOCO_IDS
+    from rlhp.outputs.video import envpool_xml
+    out = {}
+    for name in NEW_TASKS:
+        model = mujoco.MjModel.from_xml_path(str(envpool_xml(MUJOCO_IDS[name])))
+        task = {"terminate_when_unhealthy": False} if name == "ant" else {}
+        obs, actions, moved, infos = rollout(name, 30, **task)
+        qpos, qvel = clips.STATES[name](obs, model.nq, model.nv, MUJOCO_DT[name])
+        out[name] = model, obs, actions, moved, infos, qpos, qvel
+    return out
+
+
+@pytest.mark.parametrize("name", NEW_TASKS)
+def test_reconstructed_state_steps_to_the_next_observed_one(rollouts, name):
+    """The state reconstructed from each observation, stepped once through MuJoCo with the
+    action envpool took, is the state reconstructed from the next observation: the layout
+    (which entry is which joint's position or velocity, angles from cos/sin) is the
+    simulator's. Positions modulo a turn (reacher's first joint is unbounded); ant's x
+    and y are integrated, not observed (checked below)."""
+    import mujoco
+
+    from rlhp.envs.envpool_env import MUJOCO_DT
+    model, obs, actions, moved, _, qpos, qvel = rollouts[name]
+    assert moved.sum() >= 20, moved
+    data = mujoco.MjData(model)
+    skip = round(MUJOCO_DT[name] / model.opt.timestep)
+    first = 2 if name == "ant" else 0
+    for t in np.flatnonzero(moved):
+        mujoco.mj_resetData(model, data)
+        data.qpos, data.qvel, data.ctrl = qpos[t], qvel[t], actions[t]
+        mujoco.mj_step(model, data, skip)
+        turn = (data.qpos - qpos[t + 1] + np.pi) % (2 * np.pi) - np.pi
+        assert np.abs(turn[first:]).max() < 1e-3, (t, turn)
+        assert np.abs(data.qvel - qvel[t + 1]).max() < 1e-2, (t, data.qvel, qvel[t + 1])
+
+
+def test_ant_position_integrates_to_the_simulators(rollouts):
+    """envpool reports the ant's x and y, which its observation leaves out: integrated
+    from the observed velocities they stay within 12 cm of it over a 30-step (1.5 s)
+    segment (the step is 5 simulator steps: the velocity at its end stands for them)."""
+    _, obs, _, moved, infos, qpos, _ = rollouts["ant"]
+    assert moved.all()
+    where = np.array([[i["x_position"][0], i["y_position"][0]] for i in infos])
+    travel = where - where[0]
+    assert np.abs(travel).max() > 0.5  # it moved: the check has teeth
+    assert np.abs(qpos[:, :2] - travel).max() < 0.12
+    np.testing.assert_allclose(qpos[:, 2:], obs[:, :13], atol=1e-6)
+
+
+def test_reacher_fingertip_is_where_envpool_measured_it(rollouts):
+    """The reacher's angles from their cos/sin and the target's position put the
+    fingertip, relative to the target, where envpool's simulator measured it (the
+    observation's last two entries)."""
+    import mujoco
+    model, obs, _, _, _, qpos, qvel = rollouts["reacher"]
+    data = mujoco.MjData(model)
+    for t in range(len(obs)):
+        data.qpos, data.qvel = qpos[t], qvel[t]
+        mujoco.mj_forward(model, data)
+        tip = data.body("fingertip").xpos - data.body("target").xpos
+        np.testing.assert_allclose(tip[:2], obs[t, 8:10], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ("ant", "reacher", "inverted_pendulum",
+                                  "inverted_double_pendulum", "humanoid"))
+def test_brax_states_are_reconstructed_from_observations(name):
+    """brax keeps the physics state: the state reconstructed from its observations over 10
+    random steps is it (angles modulo a turn; the free bodies' x and y integrated, within
+    3 cm; reacher's velocities are not its joints', so 0). 8-60 s each: brax compiles."""
+    import warnings
+
+    import jax
+    from brax import envs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = envs.get_environment(name, backend="spring")
+    step = jax.jit(env.step)
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    kept = [(state.obs, state.pipeline_state.q, state.pipeline_state.qd)]
+    for _ in range(10):
+        state = step(state, rng.uniform(-1, 1, env.action_size).astype(np.float32))
+        kept.append((state.obs, state.pipeline_state.q, state.pipeline_state.qd))
+    obs, q, qd = (np.asarray(x) for x in zip(*kept))
+    model = env.sys.mj_model
+    qpos, qvel = clips.BRAX_STATES[name](obs, model.nq, model.nv, float(env.dt))
+    first = 2 if name in ("ant", "humanoid") else 0
+    turn = (qpos - q + np.pi) % (2 * np.pi) - np.pi
+    assert np.abs(turn[:, first:]).max() < 1e-5
+    assert np.abs(qpos[:, :first] - (q[:, :first] - q[0, :first])).max(initial=0) < 0.03
+    np.testing.assert_allclose(qvel, 0 * qd if name == "reacher" else qd, atol=1e-5)

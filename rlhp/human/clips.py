@@ -1,16 +1,24 @@
 """Clips: a segment drawn from the states the agent visited, as a short looping mp4.
 
 gridworld: the path drawn on the grid, growing step by step (the agent a blue square, the
-cells it passed through dotted, the goal ringed). envpool MuJoCo: the segment's
-observations hold the simulator's joint positions and velocities except the horizontal
-position (``qpos[:k]``, ``k = nq + nv - obs_size``: hopper, walker2d and halfcheetah leave
-out x, swimmer x and y), which is integrated back from the observed velocities
-(``x_t = sum dt * xdot``, the segment starting at 0: only motion is shown, and the
-tracking camera follows the body over the floor); then MuJoCo's offscreen renderer draws
-each state with the task model's ``track`` camera, as the final-policy video does. brax
-MuJoCo: the same observations (brax reports the torso's height where the envpool task
-reports its ``rootz`` joint, which starts at the torso's height: the height is shifted back
-by the torso's rest height), drawn through brax's own MuJoCo model. Frames are taken at
+cells it passed through dotted, the goal ringed). envpool MuJoCo (every task): the
+simulator's state is reconstructed from the segment's observations (``STATES``, one
+function a task). Hopper, walker2d, halfcheetah, swimmer and inverted pendulum observe
+their joint positions and velocities except the horizontal position (``qpos[:k]``, ``k =
+nq + nv - obs_size``: the walkers leave out x, swimmer x and y, the pendulum nothing),
+which is integrated back from the observed velocities (``x_t = sum dt * xdot``, the
+segment starting at 0: only motion is shown, and the tracking camera follows the body over
+the floor); ant (and brax's humanoid) the same for x and y, after the state come contact
+forces (and inertias, actuator forces), derived quantities drawing does not need; reacher
+and inverted double pendulum observe their angles' cos and sin, from which the angles
+are exact. Then MuJoCo's offscreen renderer draws each state with the task model's
+``track`` camera (the free camera's view of the scene where there is none: reacher, the
+pendulums), as the final-policy video does. brax MuJoCo (its hopper, walker2d,
+halfcheetah, ant, reacher, pendulums and humanoid): the same observations (``BRAX_STATES``:
+reacher observes its fingertip's velocity, not its joints'; for hopper and walker2d brax
+reports the torso's height where the envpool task reports its ``rootz`` joint, which
+starts at the torso's height: the height is shifted back by the torso's rest height), drawn
+through brax's own MuJoCo model. Frames are taken at
 ``rlhp.outputs.video.FPS`` of task time, so a clip plays in real time. Atari: the segment's
 stored uint8 frames (``rlhp.preferences.frames.Frames``: the newest frame of each stacked
 observation, the score's boxes blank) as the reward model sees them, 84x84 grayscale
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +41,6 @@ from rlhp.outputs import video
 
 SIZE = 240  # clip height and width in pixels
 ATARI_SCALE = 4  # an Atari clip's pixels per frame pixel (84x84 -> 336x336)
-RECONSTRUCTED = ("hopper", "walker2d", "halfcheetah", "swimmer")
 BRAX_HEIGHT = ("hopper", "walker2d")
 """brax tasks whose first observed position is the torso's height above the floor, where
 the model's ``rootz`` joint is the height above the torso's rest height."""
@@ -78,6 +86,60 @@ def mujoco_states(obs: np.ndarray, nq: int, nv: int, dt: float):
     return np.concatenate([left_out, obs[:, :nq - k]], -1), qvel
 
 
+def free_body_states(obs: np.ndarray, nq: int, nv: int, dt: float):
+    """``(qpos [L, nq], qvel [L, nv])`` of a body on a free joint (ant, humanoid) from
+    observations ``[L, nq - 2 + nv + m]``: ``qpos[2:]``, ``qvel``, then ``m`` quantities
+    derived from them (contact forces, inertias, actuator forces), which drawing does not
+    need; x and y integrated from their velocities as in ``mujoco_states``."""
+    return mujoco_states(np.asarray(obs)[:, :nq - 2 + nv], nq, nv, dt)
+
+
+def reacher_states(obs: np.ndarray, nq: int, nv: int, dt: float, joint_velocities=True):
+    """``(qpos [L, 4], qvel [L, 4])`` of reacher observations ``[L, 10 or 11]``: the arm's
+    two angles from their cosines and sines (``obs[:, :4]``), the target's position
+    (``obs[:, 4:6]``, its joints ``target_x``/``target_y``), the arm's joint velocities
+    (``obs[:, 6:8]``) on envpool; brax observes the fingertip's velocity there instead, so
+    with ``joint_velocities=False`` the velocities are 0 (drawing needs only positions).
+    The target never moves: its velocity is 0."""
+    obs = np.asarray(obs, np.float64)
+    qpos = np.concatenate([np.arctan2(obs[:, 2:4], obs[:, 0:2]), obs[:, 4:6]], -1)
+    qvel = np.zeros((len(obs), nv))
+    if joint_velocities:
+        qvel[:, :2] = obs[:, 6:8]
+    return qpos, qvel
+
+
+def double_pendulum_states(obs: np.ndarray, nq: int, nv: int, dt: float):
+    """``(qpos [L, 3], qvel [L, 3])`` of inverted double pendulum observations ``[L, 8 or
+    9]``: the cart's position, the two hinges' angles from their sines and cosines, and the
+    velocities, which the task clips to [-10, 10] (a faster swing keeps 10: positions, all
+    drawing needs, are exact); envpool's last entry, a constraint force, is not state."""
+    obs = np.asarray(obs, np.float64)
+    qpos = np.concatenate([obs[:, :1], np.arctan2(obs[:, 1:3], obs[:, 3:5])], -1)
+    return qpos, obs[:, 5:8].copy()
+
+
+STATES = {
+    "hopper": mujoco_states, "walker2d": mujoco_states, "halfcheetah": mujoco_states,
+    "swimmer": mujoco_states, "inverted_pendulum": mujoco_states,
+    "ant": free_body_states, "humanoid": free_body_states,
+    "reacher": reacher_states, "inverted_double_pendulum": double_pendulum_states,
+}
+"""Each MuJoCo task's ``states(obs [L, *obs_shape], nq, nv, dt) -> (qpos [L, nq], qvel
+[L, nv])``: the simulator's state reconstructed from a segment's observations (the same
+layout on envpool and brax, but for the one in ``BRAX_STATES``)."""
+BRAX_STATES = {**STATES, "reacher": partial(reacher_states, joint_velocities=False)}
+
+
+def drawn(backend: str) -> tuple:
+    """The MuJoCo tasks whose clips ``backend`` (envpool or brax) draws."""
+    if backend == "brax":
+        from rlhp.envs.brax_env import TASKS
+        return tuple(t for t in TASKS if t in BRAX_STATES)
+    from rlhp.envs.envpool_env import MUJOCO_IDS
+    return tuple(t for t in MUJOCO_IDS if t in STATES)
+
+
 class MujocoClips:
     """Draws MuJoCo segments of task ``name`` on ``backend`` (envpool or brax; one model
     and renderer, reused; the renderer's GL context belongs to the thread that made it)."""
@@ -90,11 +152,10 @@ class MujocoClips:
     def __init__(self, name: str, dt: float, backend: str = "envpool", size: int = SIZE):
         import mujoco
 
-        drawn = RECONSTRUCTED if backend == "envpool" else RECONSTRUCTED[:3]
-        if name not in drawn:
-            raise ClipUnavailable(f"clips of {name!r} on {backend} need the simulator's "
-                                  f"state, which its observations do not hold; drawn: "
-                                  f"{', '.join(drawn)}")
+        if name not in drawn(backend):
+            raise ClipUnavailable(f"no clips of {name!r} on {backend}; drawn: "
+                                  f"{', '.join(drawn(backend))}")
+        self.states = (BRAX_STATES if backend == "brax" else STATES)[name]
         self.lift = 0.0
         if backend == "brax":
             import warnings
@@ -117,7 +178,7 @@ class MujocoClips:
     def frames(self, obs: np.ndarray) -> list:
         """Frames of a segment, obs ``[L, *obs_shape]``: every ``stride``-th state."""
         import mujoco
-        qpos, qvel = mujoco_states(obs, self.model.nq, self.model.nv, self.dt)
+        qpos, qvel = self.states(obs, self.model.nq, self.model.nv, self.dt)
         qpos[:, 1] -= self.lift  # brax: the torso's height back to its rootz joint
         out = []
         for t in range(0, len(qpos), self.stride):
@@ -168,9 +229,9 @@ def write(frames: list, path: Path, fps: int) -> Path:
 
 def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
     """``[n, length, *obs_shape]`` observations of random behaviour: a random walk on the
-    grid, or random actions in an envpool pool of the task (bodies in real poses; brax's
-    hopper, walker2d and halfcheetah observe the same way; Atari games preprocessed as
-    in training, ``[84, 84, 4]`` uint8)."""
+    grid, or random actions in an envpool pool of the task (bodies in real poses, fallen
+    ones not restarted, the pendulums restarted; brax's hopper, walker2d and halfcheetah
+    observe the same way; Atari games preprocessed as in training, ``[84, 84, 4]`` uint8)."""
     rng = np.random.default_rng(0)
     if spec.backend == "gridworld":
         from rlhp.envs import gridworld as g
@@ -188,9 +249,9 @@ def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
         act = lambda: rng.integers(pool.action_space.n, size=n)
         as_seen = lambda obs: obs.transpose(0, 2, 3, 1)  # frames last, as the env gives them
     else:
-        from rlhp.envs.envpool_env import MUJOCO_IDS
-        pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0,
-                            terminate_when_unhealthy=False)
+        from rlhp.envs.envpool_env import HEALTH_RULES, MUJOCO_IDS
+        task = {"terminate_when_unhealthy": False} if name in HEALTH_RULES else {}
+        pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0, **task)
         act = lambda: rng.uniform(-1, 1, (n, *pool.action_space.shape))
         as_seen = lambda obs: obs.astype(np.float32)
     obs, _ = pool.reset()
