@@ -204,3 +204,41 @@ def test_brax_states_are_reconstructed_from_observations(name):
     assert np.abs(turn[:, first:]).max() < 1e-5
     assert np.abs(qpos[:, :first] - (q[:, :first] - q[0, :first])).max(initial=0) < 0.03
     np.testing.assert_allclose(qvel, 0 * qd if name == "reacher" else qd, atol=1e-5)
+
+
+def pixel_of(model, data, camera: str, point: np.ndarray, size: int):
+    """``(row, col)`` where ``camera`` (a perspective camera, looking along its -z axis,
+    vertical field of view ``fovy``) sees world ``point`` in a ``size``-square frame."""
+    cam = model.camera(camera).id
+    x, y, z = data.cam_xmat[cam].reshape(3, 3).T @ (point - data.cam_xpos[cam])
+    focal = size / 2 / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+    return round(size / 2 - focal * y / -z), round(size / 2 + focal * x / -z)
+
+
+def test_hopper_clip_draws_the_body_where_the_state_says():
+    """Two hand-set Hopper states, the torso leaning forward and back (the tracking camera
+    follows the centre of mass, so the lean is what moves on screen): the top of the torso
+    is drawn where MuJoCo's camera projects it in each state's frame, and not there in the
+    other's."""
+    import mujoco
+
+    from rlhp.outputs.video import VideoUnavailable
+    try:
+        draw = clips.MujocoClips("hopper", 0.008, "envpool")
+    except VideoUnavailable as e:
+        pytest.skip(str(e))
+    model, data = draw.model, mujoco.MjData(draw.model)
+    frames, tops = [], []
+    for lean in (0.6, -0.6):
+        qpos = np.array([0.0, 0.0, lean, 0.0, 0.0, 0.0])  # x, z (from rest), rooty, joints
+        frames.append(draw.frames(np.concatenate([qpos[1:], np.zeros(6)])[None])[0])
+        data.qpos, data.qvel = qpos, 0
+        mujoco.mj_forward(model, data)
+        torso = data.body("torso")
+        top = torso.xpos + torso.xmat.reshape(3, 3) @ [0, 0, 0.15]  # inside the capsule's top
+        tops.append(pixel_of(model, data, "track", top, clips.SIZE))
+    assert abs(tops[0][1] - tops[1][1]) > 30, tops  # the lean moves the top sideways
+    body = lambda f, rc: (f[rc[0] - 2:rc[0] + 3, rc[1] - 2:rc[1] + 3, 0].astype(int)  # noqa: E731
+                          - f[rc[0] - 2:rc[0] + 3, rc[1] - 2:rc[1] + 3, 2] > 20).mean()
+    assert body(frames[0], tops[0]) > 0.8 and body(frames[1], tops[1]) > 0.8
+    assert body(frames[0], tops[1]) < 0.2 and body(frames[1], tops[0]) < 0.2
