@@ -107,9 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="labels saved by `python -m rlhp.labels export` (e.g. a person's, "
                    "from another run) put into the comparison database before RL starts; "
                    "they count against --labels")
-    p.add_argument("--port", type=int, default=0,
+    p.add_argument("--port", type=int,
                    help="--teacher human: the labelling page's port (default: a free one)")
-    p.add_argument("--host", default="127.0.0.1",
+    p.add_argument("--host",
                    help="--teacher human: the address to serve (anything but 127.0.0.1 "
                    "needs --token)")
     p.add_argument("--token", help="--teacher human: a secret every request must carry "
@@ -203,17 +203,24 @@ def build_config(args: argparse.Namespace) -> tuple[Config, Path]:
     return saved, run_dir
 
 
-def check_serving(cfg: Config, args: argparse.Namespace) -> None:
-    """The labelling page's flags: only for ``--teacher human``, a port in range, and a
-    token to serve beyond this machine. Raises ``UsageError``."""
-    from rlhp.human.server import check_host
-    if cfg.teacher != "human" or cfg.reward != "learned":
+def check_serving(cfg: Config, args: argparse.Namespace) -> tuple | None:
+    """The labelling page's ``(host, port, token)`` (None without ``--teacher human``): its
+    flags only for ``--teacher human``, a port in range, and a token to serve beyond this
+    machine. Raises ``UsageError``."""
+    given = (args.host, args.port, args.token) != (None, None, None)
+    if given and (cfg.teacher != "human" or cfg.reward != "learned"):
         raise UsageError("--port, --host and --token serve the labelling page: they need "
                          "--teacher human (and a learned reward)")
+    if cfg.teacher != "human":
+        return None
+    from rlhp.human.server import LOCAL, check_host
+    host = LOCAL if args.host is None else args.host
+    port = 0 if args.port is None else args.port
     try:
-        check_host(args.host, args.token, args.port)
+        check_host(host, args.token, port)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    return host, port, args.token
 
 
 def write_json(path: Path, obj) -> None:
@@ -427,7 +434,7 @@ def serve_labelling_page(trainer, run_dir: Path, meta: dict, host: str, port: in
 
 def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                      wandb_mode: str = "offline", checkpoint_every: float = 60.0,
-                     video: bool = True, serve: tuple = ("127.0.0.1", 0, None),
+                     video: bool = True, serve: tuple | None = ("127.0.0.1", 0, None),
                      labels_from: str | None = None) -> dict:
     """Train (or continue) the run in ``run_dir``, evaluate, write every output; returns
     the summary. With ``--teacher human`` the labelling page is served on ``serve``
@@ -604,12 +611,11 @@ def main(argv=None) -> int:
             print(list_settings())
             return 0
         cfg, run_dir = build_config(args)
-        if cfg.teacher == "human" or args.token or args.host != "127.0.0.1" or args.port:
-            check_serving(cfg, args)
+        serve = check_serving(cfg, args)
         summary = train_and_report(cfg, run_dir, resume=args.resume, wandb_mode=args.wandb,
                                    checkpoint_every=args.checkpoint_every,
                                    video=not args.no_video,
-                                   serve=(args.host, args.port, args.token),
+                                   serve=serve,
                                    labels_from=args.labels_from)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -89,14 +89,7 @@ def test_pong_human_run_resume_export_and_labels_from(tmp_path):
     import sys
     import time
 
-    from test_human_resume import answer, comparisons, start
-
-    def wait_for(run_dir, n):
-        """Until a metrics row shows ``n`` comparisons in the database."""
-        t0 = time.time()
-        while not (run_dir / "metrics.jsonl").exists() or n not in comparisons(run_dir):
-            assert time.time() - t0 < 900, f"no metrics row with {n} comparisons"
-            time.sleep(1)
+    from human_runs import answer, comparisons, start, wait_for
 
     tiny = ["--env=pong", "--teacher=human", "--num-envs", "2", "--labels", "40",
             "--steps", "1000000", "--no-video", "--wandb", "disabled",

@@ -128,6 +128,18 @@ BAD = [  # (arguments, what the one line must contain)
     ([G, "--wandb=bogus"], "unknown --wandb"),
     ([G, "--checkpoint-every=-1"], "--checkpoint-every=-1.0"),
     ([G, "--checkpoint-every=nan"], "--checkpoint-every=nan"),
+    # the labelling page's flags
+    ([G, "--teacher=human", "--host", "0.0.0.0"], "--host 0.0.0.0: serving beyond 127.0.0.1 "
+                                                  "needs --token"),
+    ([G, "--teacher=human", "--port", "70000"], "--port 70000: must lie in [0, 65535]"),
+    ([G, "--teacher=human", "--port", "-1"], "--port -1: must lie in [0, 65535]"),
+    ([G, "--port", "8000"], "--port, --host and --token serve the labelling page: they need "
+                            "--teacher human"),
+    ([G, "--port", "0"], "they need --teacher human"),
+    ([G, "--host", "127.0.0.1"], "they need --teacher human"),
+    ([G, "--host", "0.0.0.0", "--token", "s3cret"], "they need --teacher human"),
+    ([G, "--teacher=human", "--reward=true", "--port", "8000"], "--teacher human: only a "
+                                                                "learned reward uses it"),
 ]
 
 
