@@ -189,7 +189,7 @@ class QueryConfig:
     offline: bool = setting(False, "ask every label from the initial policy, then freeze the "
                             "reward model (ablation)")
     segment_length: int = setting(0, "L in env steps; 0: 1.5 s of task time, clipped to "
-                                  "[15, 60]", low=0, high=2**16)
+                                  "[15, 60] and to half an episode", low=0, high=2**16)
     segment_capacity: int = setting(256, "segments kept to pair up for queries", low=1,
                                     high=EXACT_F32)
     max_labels: int = setting(0, "capacity of the comparison database (0: the label budget); "

@@ -246,7 +246,7 @@ def check_memory(cfg: Config, spec, available: int | None = None) -> None:
     from rlhp.preferences.frames import codec
     from rlhp.train import segment_length
     available = memory_bytes() if available is None else available
-    L = segment_length(cfg, spec.dt)
+    L = segment_length(cfg, spec)
     rest = 4 * (max(1, prod(spec.action_shape)) + 1)  # the action and a reward: 32-bit each
     step = prod(spec.obs_shape) * (1 if spec.frame_stack else 4) + rest  # uint8 images
     clip_shape, clip_dtype = codec(spec).stored(L)

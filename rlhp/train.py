@@ -97,13 +97,18 @@ def episode_stats(reward, valid, done, ep_return, ep_length):
     return ep_return, ep_length, fin_ret, fin
 
 
-def segment_length(cfg: Config, dt: float) -> int:
-    """L: ``cfg.segment_length``, or 1.5 s of task time clipped to [15, 60] steps."""
-    return cfg.segment_length or int(min(max(round(1.5 / dt), 15), 60))
+def segment_length(cfg: Config, spec) -> int:
+    """L: ``cfg.segment_length``, or 1.5 s of task time (``spec.dt`` a step) clipped to
+    [15, 60] steps and to half an episode (``spec.max_episode_steps``): a segment never
+    crosses an episode's end, and the rollout's windows are fixed, so a segment as long as
+    the episode would almost never fit (Reacher: 50-step episodes, 25-step segments)."""
+    if cfg.segment_length:
+        return cfg.segment_length
+    return int(min(max(round(1.5 / spec.dt), 15), 60, max(1, spec.max_episode_steps // 2)))
 
 
 def make_learner(cfg: Config, spec) -> RewardLearner:
-    L = segment_length(cfg, spec.dt)
+    L = segment_length(cfg, spec)
     if L > cfg.rollout_length:
         raise ConfigError(f"segment_length={cfg.segment_length} (L={L} steps): must be at most "
                           f"rollout_length={cfg.rollout_length}", "segment_length")

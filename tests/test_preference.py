@@ -126,6 +126,20 @@ def test_segments_never_cross_episode_boundaries():
     assert int(buf.cursor) == 0 and buf.filled.all()  # 3 kept, the ring wrapped to 0
 
 
+def test_segment_length_is_1_5_seconds_within_15_to_60_steps_and_half_an_episode():
+    from types import SimpleNamespace as Spec
+
+    from rlhp.train import segment_length
+    cfg = preset("hopper")
+    assert segment_length(cfg, Spec(dt=0.008, max_episode_steps=1000)) == 60    # Hopper: 187 -> 60
+    assert segment_length(cfg, Spec(dt=0.04, max_episode_steps=1000)) == 38     # a pendulum
+    assert segment_length(cfg, Spec(dt=0.2, max_episode_steps=1000)) == 15      # 8 -> 15
+    # Reacher: 75 steps by time, but its episodes are 50 steps: a 60-step segment never fits
+    assert segment_length(cfg, Spec(dt=0.02, max_episode_steps=50)) == 25
+    assert segment_length(cfg.replace(segment_length=40),
+                          Spec(dt=0.02, max_episode_steps=50)) == 40          # asked for
+
+
 def test_database_bootstrap_and_validation_split():
     C, M, n = 4096, 3, 4000
     db = comparisons.init(C, M, 2, (1,), (1,), jnp.float32)

@@ -286,7 +286,7 @@ def main(argv=None) -> None:
     from rlhp.train import segment_length
     cfg = preset(args.env, backend=args.backend)
     spec = make_env(args.env, cfg.backend, 1).spec
-    L = segment_length(cfg, spec.dt)
+    L = segment_length(cfg, spec)
     segments = np.asarray(codec(spec).pack(random_segments(args.env, args.clips, L, spec)))
     frames, fps = clip_maker(spec)
     out = Path(args.out)
