@@ -196,7 +196,8 @@ def test_seeds_of_envpool_pools_stay_int32():
 
 
 def test_memory_check_names_the_largest_buffer():
-    spec = SimpleNamespace(dt=0.008, obs_shape=(11,), action_shape=(3,), frame_stack=0)
+    spec = SimpleNamespace(dt=0.008, max_episode_steps=1000, obs_shape=(11,), action_shape=(3,),
+                           frame_stack=0)
     cfg = preset("hopper")
     run.check_memory(cfg, spec, available=2**30)
     with pytest.raises(ConfigError, match=r"labels=100000: .* labels can be at most [\d,]+$") as e:
