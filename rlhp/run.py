@@ -334,6 +334,13 @@ class FreshAlarm:
         at = fresh.from_rows(self.rows, window, threshold)[1]
         self.row = None if at is None else self.rows[at]
 
+    @property
+    def active(self) -> bool:
+        """Whether the progress line says "r-hat disagrees": the alarm has fired and the
+        latest window is still below the threshold (a run whose r-hat agrees again drops it)."""
+        latest = self.rows[-1].get("reward_fresh_accuracy_window") if self.rows else None
+        return self.row is not None and latest is not None and latest < self.threshold
+
     def add(self, rows: list[dict]) -> str | None:
         self.rows += rows
         running, at = fresh.from_rows(self.rows, self.window, self.threshold)
@@ -551,7 +558,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
                 ckpt.save(it, state, meta)
                 last_save = time.time()
             sps = it * cfg.batch_size / max(meta["train_seconds"], 1e-9)
-            info = progress_text(rows[-1], cfg.labels, sps, last_return, alarm.row is not None)
+            info = progress_text(rows[-1], cfg.labels, sps, last_return, alarm.active)
             progress.update(task, completed=it * cfg.batch_size, info=info)
             if status:
                 status.update(it * cfg.batch_size, info, sps)

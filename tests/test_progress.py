@@ -53,6 +53,20 @@ def test_fresh_accuracy_in_the_progress_line_and_its_alarm_once():
     assert resumed.row is rows[7] and resumed.add(rows[:1]) is None
 
 
+def test_the_progress_line_says_r_hat_disagrees_only_while_it_does():
+    # 4 fresh pairs an iteration: right, then wrong from the 6th (the alarm at the 8th),
+    # then right again from the 11th: the window is back at 0.6 by the 13th
+    rows = [{"iteration": i + 1, "env_steps": 1000.0 * (i + 1), "reward_fresh_labels": 4,
+             "reward_fresh_correct": 0 if 5 <= i < 10 else 4} for i in range(14)]
+    alarm = run.FreshAlarm(window=5, threshold=0.6, rows=[])
+    active = []
+    for row in rows:
+        alarm.add([row])
+        active.append(alarm.active)
+    assert alarm.row is rows[7]  # fired once, and kept in the summary
+    assert active == [False] * 7 + [True] * 5 + [False] * 2, active
+
+
 def test_redirected_run_prints_status_lines(tmp_path, capsys):
     """stderr captured (not a terminal): a gridworld run of 4 chunks prints a line on
     compiling, a status line per chunk (each passes a tenth) and one before evaluating."""
