@@ -16,15 +16,22 @@ from pathlib import Path
 import numpy as np
 
 
+def replay(run_dir, pick):
+    """A finished or stopped run's final evaluation replayed from its last checkpoint:
+    ``(trainer, state, (returns [E], lengths [E], kept))`` as
+    ``rlhp.outputs.video.evaluation`` gives them for ``pick(env_state, action)``."""
+    from rlhp import run
+    from rlhp.outputs.video import evaluation
+    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(run_dir)]))
+    trainer, _, restored = run.prepare(cfg, Path(run_dir), True)
+    return trainer, restored[0], evaluation(trainer, restored[0], pick)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     args = p.parse_args(argv)
-    from rlhp import run
-    from rlhp.outputs.video import evaluation
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
-    trainer, _, restored = run.prepare(cfg, Path(args.run_dir), True)
-    returns, lengths, kept = evaluation(trainer, restored[0], lambda s, a: s.obs)
+    _, _, (returns, lengths, kept) = replay(args.run_dir, lambda s, a: s.obs)
     obs = np.stack(kept)  # [T + 1, E, obs_dim]: the reset, then after each step
     for i, (ret, n) in enumerate(zip(returns, lengths)):
         z, angle = obs[n, i, 0], obs[n, i, 1]

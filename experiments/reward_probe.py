@@ -17,7 +17,6 @@ its labels covered (docs/hopper-falls.md).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -32,12 +31,9 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from rlhp import run
-    from rlhp.outputs.video import evaluation
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
-    trainer, _, restored = run.prepare(cfg, Path(args.run_dir), True)
-    state, learner = restored[0], trainer.learner
-    returns, _, kept = evaluation(trainer, state, lambda s, a: (s.obs, a))
+    from experiments.health_probe import replay
+    trainer, state, (returns, _, kept) = replay(args.run_dir, lambda s, a: (s.obs, a))
+    cfg, learner = trainer.cfg, trainer.learner
     obs = np.concatenate([o for o, _ in kept[1:args.steps + 1]])      # [steps x E, obs_dim]
     action = np.concatenate([a for _, a in kept[1:args.steps + 1]])   # [steps x E, A]
 
