@@ -205,8 +205,6 @@ def clip_maker(spec):
     frames ``[L + K - 1, 84, 84]`` uint8). Raises ``ClipUnavailable`` (or
     ``VideoUnavailable``)."""
     if spec.frame_stack:
-        from functools import partial
-
         from rlhp.preferences.frames import codec
         return partial(atari_frames, store=codec(spec)), round(1 / spec.dt)
     if spec.backend == "gridworld":
