@@ -10,7 +10,8 @@ Any dynamic field of ``Config`` can be an axis (``labels``, ``query``, ``teacher
 they define the compilation. The comparison database is sized for the largest budget, so a
 member is the run alone with that capacity (``max_labels``): the same counts, and floats
 equal to float32 rounding at first (vmap and sharding change XLA's summation order), which
-training amplifies (docs/reference.md#sweeps).
+training amplifies (docs/reference.md#sweeps). On envpool every member has its own pool,
+seeded as its run's, all stepped in one host callback (``rlhp.envs.members``), on one device.
 """
 from __future__ import annotations
 
@@ -341,8 +342,8 @@ def main(argv=None) -> int:
     from pathlib import Path
     p = argparse.ArgumentParser(prog="python -m rlhp.sweep", description=(
         "Train a grid of runs (seeds x label budgets x query schemes x teachers x --set "
-        "axes) as one compiled program on a JAX backend; --labels 0 adds the true-reward "
-        "baseline. Writes sweep.csv, sweep.json and sweep.png into --out; run the same "
+        "axes) as one compiled program (on envpool, a pool per member); --labels 0 adds the "
+        "true-reward baseline. Writes sweep.csv, sweep.json and sweep.png into --out; run the same "
         "command again to continue a stopped sweep."))
     p.add_argument("--env", default="gridworld")
     p.add_argument("--backend", default="auto")
