@@ -10,7 +10,8 @@ Any dynamic field of ``Config`` can be an axis (``labels``, ``query``, ``teacher
 they define the compilation. The comparison database is sized for the largest budget, so a
 member is the run alone with that capacity (``max_labels``): the same counts, and floats
 equal to float32 rounding at first (vmap and sharding change XLA's summation order), which
-training amplifies (docs/reference.md#sweeps).
+training amplifies (docs/reference.md#sweeps). On envpool every member has its own pool,
+seeded as its run's, all stepped in one host callback (``rlhp.envs.members``), on one device.
 """
 from __future__ import annotations
 
@@ -94,25 +95,40 @@ def gather(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def vmappable_trainer(cfg: Config, env=None):
+def vmappable_trainer(cfg: Config, env=None, seeds=(0,), start: int = 0):
     """The ``Trainer`` every run of a sweep shares; ``env`` defaults to ``cfg.env`` on its
-    backend, which must be JAX-native (envpool's host pools cannot be vmapped yet)."""
-    from rlhp.envs import make_env
+    backend for members of seeds ``seeds`` (in order): JAX-native, or envpool with one
+    pool per member seeded as that member's run alone at iteration ``start`` would seed its
+    own (``rlhp.run.env_seed``), all stepped in one host callback (``rlhp.envs.members``).
+    Such a sweep runs on one device: its pools live on this host."""
+    from rlhp.envs import EnvError, make_env
+    from rlhp.run import env_seed
     from rlhp.train import make_train
 
-    env = env or make_env(cfg.env, cfg.backend, cfg.num_envs,
-                          preference_episodes=cfg.preference_episodes,
-                          down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
+    try:
+        env = env or make_env(cfg.env, cfg.backend, cfg.num_envs,
+                              seed=[env_seed(s, start) for s in seeds],
+                              preference_episodes=cfg.preference_episodes,
+                              down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
+    except EnvError as e:
+        raise ConfigError(str(e), "env") from None
     if not env.spec.vmappable:
-        raise ConfigError(f"backend {env.spec.backend!r} cannot be vmapped yet; sweep on a JAX "
-                          f"backend (--backend brax for MuJoCo tasks, or gridworld)", "backend")
+        raise ConfigError(f"this {env.spec.backend!r} env cannot be vmapped; sweep on a JAX "
+                          f"backend, or build envpool's with a seed per member", "backend")
+    if env.spec.members and len(jax.devices()) > 1:
+        raise ConfigError(f"an envpool sweep cannot be sharded over {len(jax.devices())} "
+                          f"devices: its pools live on this host and step in one callback; "
+                          f"run it on one device, or on --backend brax", "backend")
+    if env.spec.members not in (0, len(seeds)):
+        raise ConfigError(f"the env serves {env.spec.members} members, the sweep has "
+                          f"{len(seeds)}", "seeds")
     return make_train(cfg, env)
 
 
 def sweep(cfg: Config, seeds=(0,), env=None, **axes) -> SweepResult:
     """Train every run of the grid at once; ``env`` as in ``vmappable_trainer``."""
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
-    trainer = vmappable_trainer(cfg, env)
+    trainer = vmappable_trainer(cfg, env, [r["seed"] for r in runs])
     keys, dyn = shard((keys, dyn))
     states, metrics = jax.jit(jax.vmap(trainer.train))(keys, dyn)
     return SweepResult(runs, trainer, states, jax.device_get(metrics))
@@ -187,28 +203,38 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     from rlhp.envs import make_env
     from rlhp.outputs import report
     from rlhp.outputs.checkpoint import Checkpointer
-    from rlhp.train import evaluate, evaluation_key
+    from rlhp.run import EVAL_SEED_OFFSET, env_seed
+    from rlhp.train import evaluate, evaluation_key, restart_episodes
 
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
-    trainer = vmappable_trainer(cfg)
-    keys, dyn = shard((keys, dyn))
+    member_seeds = [r["seed"] for r in runs]
     run_dir = out / name
-    run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
     plan = json.loads(json.dumps({"config": cfg.to_dict(), "runs": runs}))  # as saved
     if saved.exists() and json.loads(saved.read_text()) != plan:
         raise ConfigError(f"{run_dir} holds another sweep; pick another --out", "out")
+    ckpt = Checkpointer(run_dir)
+    start = ckpt.latest()
+    # envpool's pools live outside JAX: a continued sweep re-seeds them as a resumed run
+    # does its own (rlhp.run), and every member's episodes restart
+    trainer = vmappable_trainer(cfg, seeds=member_seeds, start=start or 0)
+    keys, dyn = shard((keys, dyn))
+    run_dir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         saved.write_text(json.dumps(plan, indent=1))
-    ckpt = Checkpointer(run_dir)
     abstract = jax.eval_shape(jax.vmap(trainer.init), keys, dyn)
     if jax.process_count() > 1:  # restored as each process's share
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
                                                                sharding=member_sharding()),
                                 abstract)
-    if ckpt.latest() is not None:
+    if start is not None:
         states, meta = ckpt.restore(abstract)
         status.say(f"{name}: continuing from iteration {meta['iteration']}")
+        if trainer.env.spec.members:
+            fresh = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), meta["iteration"])
+                               for s in member_seeds])
+            states = jax.jit(jax.vmap(lambda s, k: restart_episodes(trainer, s, k)))(
+                states, fresh)
     else:
         status.say(f"{name}: compiling {len(runs)} runs in one program")
         states = jax.jit(jax.vmap(trainer.init))(keys, dyn)
@@ -225,9 +251,10 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
             ckpt.save(meta["iteration"], states, meta)
             last_save = time.time()
     ckpt.close()
-    eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes, seed=1)
-    returns, _ = jax.jit(jax.vmap(lambda s, k: evaluate(trainer, eval_env, s, k)))(
-        states, shard(jnp.stack([evaluation_key(r["seed"]) for r in runs])))
+    eval_env = make_env(cfg.env, cfg.backend, cfg.eval_episodes,
+                        seed=[env_seed(s, EVAL_SEED_OFFSET) for s in member_seeds])
+    returns, _ = jax.jit(lambda s, k: evaluate(trainer, eval_env, s, k, members=True))(
+        states, shard(jnp.stack([evaluation_key(s) for s in member_seeds])))
     returns = np.asarray(gather(returns))
     if cfg.env == "gridworld" and name == "learned":
         states = gather(states)  # the reward maps are drawn from every member's state
@@ -315,8 +342,8 @@ def main(argv=None) -> int:
     from pathlib import Path
     p = argparse.ArgumentParser(prog="python -m rlhp.sweep", description=(
         "Train a grid of runs (seeds x label budgets x query schemes x teachers x --set "
-        "axes) as one compiled program on a JAX backend; --labels 0 adds the true-reward "
-        "baseline. Writes sweep.csv, sweep.json and sweep.png into --out; run the same "
+        "axes) as one compiled program (on envpool, a pool per member); --labels 0 adds the "
+        "true-reward baseline. Writes sweep.csv, sweep.json and sweep.png into --out; run the same "
         "command again to continue a stopped sweep."))
     p.add_argument("--env", default="gridworld")
     p.add_argument("--backend", default="auto")

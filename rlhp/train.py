@@ -399,28 +399,35 @@ def evaluation_key(seed: int) -> jax.Array:
     return jax.random.PRNGKey(seed + 1)
 
 
-def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array):
+def evaluate(trainer: Trainer, eval_env: Env, state: TrainState, key: jax.Array,
+             members: bool = False):
     """Deterministic-policy episodes on ``eval_env`` (the task's standard reward and episodes).
 
     Runs one episode in each of the ``E = eval_env.spec.num_envs`` copies, stepping until
     every copy has ended one (at most the time limit: 27,000 steps on Atari); returns the
-    true returns ``[E]`` and lengths ``[E]``.
+    true returns ``[E]`` and lengths ``[E]``. With ``members``, ``state`` and ``key`` [M, 2]
+    carry a sweep's leading member axis and the results are ``[M, E]``: one loop steps
+    every member (vmapped inside it, as a sweep's host pools need) until all have ended.
     """
     E = eval_env.spec.num_envs
     horizon = eval_env.spec.max_episode_steps
+    over = jax.vmap if members else (lambda f: f)
+    reset, obs_of = over(eval_env.reset), over(eval_env.obs)
+    step = over(lambda state, env_state, obs: eval_env.step(env_state, trainer.act(state, obs)))
 
     def body(carry):
         t, env_state, obs, ret, length, done = carry
-        env_state, step = eval_env.step(env_state, trainer.act(state, obs))
-        live = ~done & step.valid
-        ret = ret + jnp.where(live, step.reward, 0.0)
+        env_state, out = step(state, env_state, obs)
+        live = ~done & out.valid
+        ret = ret + jnp.where(live, out.reward, 0.0)
         length = length + live.astype(jnp.int32)
-        done = done | (live & (step.terminated | step.truncated))
-        return t + 1, env_state, step.obs, ret, length, done
+        done = done | (live & (out.terminated | out.truncated))
+        return t + 1, env_state, out.obs, ret, length, done
 
-    env_state = eval_env.reset(key)
-    carry = (jnp.zeros((), jnp.int32), env_state, eval_env.obs(env_state), jnp.zeros(E),
-             jnp.zeros(E, jnp.int32), jnp.zeros(E, bool))
+    env_state = reset(key)
+    shape = (len(key), E) if members else (E,)
+    carry = (jnp.zeros((), jnp.int32), env_state, obs_of(env_state), jnp.zeros(shape),
+             jnp.zeros(shape, jnp.int32), jnp.zeros(shape, bool))
     _, _, _, ret, length, _ = jax.lax.while_loop(
         lambda c: (c[0] < horizon) & ~c[-1].all(), body, carry)
     return ret, length

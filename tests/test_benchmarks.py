@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import flops, labels, scaling, stages, tables, throughput
+from benchmarks import envpool_sweep, flops, labels, scaling, stages, tables, throughput
 
 
 def check(path, keys):
@@ -31,6 +31,16 @@ def test_throughput_tiny(tmp_path):
     for r in rows:
         assert r["raw_steps_per_second"] > 0 and 0 < r["ratio"]
         assert r["ratio"] == r["train_steps_per_second"] / r["raw_steps_per_second"]
+
+
+@pytest.mark.slow
+def test_envpool_sweep_tiny(tmp_path):
+    envpool_sweep.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "e.json")])
+    rows = check(tmp_path / "e.json", envpool_sweep.COLUMNS)
+    assert [r["members"] for r in rows] == [0, 2]
+    for r in rows:
+        assert r["raw_steps_per_second"] > 0 and r["train_steps_per_second"] > 0
+    assert rows[1]["per_member"] == rows[1]["train_steps_per_second"] / 2
 
 
 @pytest.mark.slow

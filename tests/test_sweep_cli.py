@@ -51,7 +51,7 @@ def test_running_it_again_continues_from_the_checkpoints(swept, capsys):
     (["--query", "random,nosuch"], "query"),
     (["--set", "hidden=(32,32),(64,64)"], "hidden"),
     (["--set", "learning_rate=0.001,lots"], "learning_rate"),
-    (["--env", "hopper", "--backend", "envpool"], "envpool"),
+    (["--env", "pong"], "Atari"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, names):
     argv = [*TINY, *args]

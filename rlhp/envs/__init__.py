@@ -10,6 +10,8 @@ runs on the device inside the jitted step.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 
 from rlhp.envs.base import Env, EnvSpec, Step
@@ -47,7 +49,7 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
     return backend
 
 
-def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
+def make_env(name: str, backend: str, num_envs: int, seed: int | Sequence[int] = 0,
              preference_episodes: bool = False,
              down_steps: int = episodes.DOWN_STEPS,
              fall_penalty: float = episodes.FALL_PENALTY,
@@ -61,11 +63,18 @@ def make_env(name: str, backend: str, num_envs: int, seed: int = 0,
     gridworld has no such episodes. On Atari ``preference_episodes`` hides every episode
     end from the agent and costs the teacher ``end_penalty`` at a game's end
     (``rlhp.envs.atari``). Evaluation always uses the standard task.
+
+    ``seed``: the envpool pool's; a sequence gives a sweep's env, one pool per member
+    seeded ``seed[m]`` (``rlhp.envs.members``; MuJoCo only). JAX-native backends draw
+    from the keys they are given and ignore it.
     """
     backend = resolve_backend(name, backend)
     if backend == "gridworld":
         return gridworld.make(num_envs)
     if name in atari.GAMES:
+        if envpool_env.for_members(seed):
+            raise EnvError(f"{name}: an Atari pool serves one run; sweeps of Atari games "
+                           f"are not built yet")
         return atari.make(name, num_envs, seed=seed, preference=preference_episodes,
                           end_penalty=end_penalty)
     if preference_episodes:

@@ -48,6 +48,8 @@ class EnvSpec:
     (``()`` for discrete); num_actions: number of discrete actions (0 if continuous);
     max_episode_steps: the time limit; dt: seconds of task time per step (segment lengths
     are derived from it); vmappable: whether ``train`` may be vmapped over seeds;
+    members: > 0 for host pools built for a sweep (``rlhp.envs.members``): ``train`` is
+    vmapped over exactly this many members, in order (JAX-native envs: 0, any number);
     frame_stack: > 0 when observations are uint8 images ``[H, W, frame_stack]`` of the
     last frames, newest last (stored once per frame by the reward learner); hidden: boxes
     ``(row0, row1, col0, col1)`` of an image the reward model and the clips must not see
@@ -63,6 +65,7 @@ class EnvSpec:
     max_episode_steps: int
     dt: float
     vmappable: bool
+    members: int = 0
     frame_stack: int = 0
     hidden: tuple = ()
 

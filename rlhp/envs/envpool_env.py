@@ -6,17 +6,20 @@ its MuJoCo tasks demand float64 actions, which would need ``jax_enable_x64`` for
 program; the callback converts float32 to float64 at the boundary instead (measured here:
 ~16k steps/s through the callback at 16 envs against ~25k for bare Python stepping).
 
-A pool cannot be vmapped; a sweep over S seeds would use one pool of S*B envs.
+A pool cannot be vmapped; a sweep's env has one pool per member, each seeded as that
+member's run seeds its own, stepped together in one callback (``rlhp.envs.members``).
 """
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.experimental import io_callback
 
 from rlhp.envs.base import Env, EnvSpec, Step, Task, TaskStep
+from rlhp.envs.members import Pools, host_call, per_member
 
 MUJOCO_IDS = {
     "hopper": "Hopper-v5",
@@ -42,31 +45,33 @@ class PoolState:
     needs_reset: jax.Array  # [B] bool: the previous step ended an episode
 
 
-def make(name: str, num_envs: int, seed: int = 0) -> Env:
+def make(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Env:
     """A pool of ``num_envs`` copies of MuJoCo task ``name``: the standard v5 task (its
-    reward, its termination when unhealthy, its time limit; the pool auto-resets)."""
+    reward, its termination when unhealthy, its time limit; the pool auto-resets).
+    ``seed``: the pool's, or one per member of a sweep (``rlhp.envs.members``)."""
     import envpool
 
-    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs, seed=seed)
-    spec, low, high, obs_struct = pool_facts(name, pool, num_envs)
+    pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
+                                         num_envs=num_envs, seed=s), seeds_of(seed))
+    spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
     rew = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
-
-    def host_reset(_):
-        return pool.reset()[0].astype(np.float32)
+    dtype = pools.pools[0].action_space.dtype
 
     def host_step(action):
-        obs, reward, term, trunc, _info = pool.step(np.asarray(action, pool.action_space.dtype))
+        obs, reward, term, trunc = pools.step(np.asarray(action, dtype))
         return obs.astype(np.float32), reward.astype(np.float32), term, trunc
 
+    pool_reset = first_observations(pools, obs_struct)
+    pool_step = per_member(lambda a: host_call(host_step, (obs_struct, rew, flag, flag), a),
+                           len(pools))
+
     def reset(key: jax.Array) -> PoolState:
-        obs = io_callback(host_reset, obs_struct, key, ordered=True)
-        return PoolState(obs, jnp.zeros(num_envs, bool))
+        return PoolState(pool_reset(key), jnp.zeros(num_envs, bool))
 
     def step(state: PoolState, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
-        obs, reward, term, trunc = io_callback(
-            host_step, (obs_struct, rew, flag, flag), jnp.clip(action, low, high), ordered=True)
+        obs, reward, term, trunc = pool_step(jnp.clip(action, low, high))
         valid = ~state.needs_reset
         step = Step(obs=obs, reward=jnp.where(valid, reward, 0.0),
                     terminated=term & valid, truncated=trunc & valid, valid=valid)
@@ -75,70 +80,83 @@ def make(name: str, num_envs: int, seed: int = 0) -> Env:
     return Env(spec, reset, step, lambda s: s.obs)
 
 
-def task(name: str, num_envs: int, seed: int = 0) -> Task:
+def task(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Task:
     """The bare task (``rlhp.envs.base.Task``) of a pool of ``num_envs`` copies of
-    ``name``: the pool never ends an episode itself (no termination when unhealthy, no
-    time limit of its own); ``restart`` resets the masked envs through the host
-    (``pool.reset(ids)``), only on steps where some env restarts. The health rule is the
-    v5 task's own, read from the observation in JAX (``health_rule``); the reward with the
-    control cost added back is computed in float64 on the host, as envpool computes."""
+    ``name`` (``seed`` as in ``make``): the pool never ends an episode itself (no
+    termination when unhealthy, no time limit of its own); ``restart`` resets the masked
+    envs through the host (``pool.reset(ids)``), only on steps where some env restarts.
+    The health rule is the v5 task's own, read from the observation in JAX
+    (``health_rule``); the reward with the control cost added back is computed in float64
+    on the host, as envpool computes."""
     import envpool
 
     kwargs = {"terminate_when_unhealthy": False} if name in HEALTH_RULES else {}
-    pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=num_envs, seed=seed,
-                        max_episode_steps=1 << 30, **kwargs)
-    spec, low, high, obs_struct = pool_facts(name, pool, num_envs)
-    ctrl_cost = float(getattr(pool.spec.config, "ctrl_cost_weight", 0.0))
-    healthy = health_rule(name, pool.spec.config)
+    pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
+                                         num_envs=num_envs, seed=s, max_episode_steps=1 << 30,
+                                         **kwargs), seeds_of(seed))
+    spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
+    config = pools.pools[0].spec.config
+    ctrl_cost = float(getattr(config, "ctrl_cost_weight", 0.0))
+    healthy = health_rule(name, config)
     vec = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
-
-    def host_reset(_):
-        return pool.reset()[0].astype(np.float32)
+    dtype = pools.pools[0].action_space.dtype
 
     def host_step(action):
-        action = np.asarray(action, pool.action_space.dtype)
-        obs, reward, term, _trunc, _info = pool.step(action)
+        action = np.asarray(action, dtype)
+        obs, reward, term, _trunc = pools.step(action)
         seen = reward + ctrl_cost * np.sum(action**2, -1)  # float64
         hi = seen.astype(np.float32)
         return obs.astype(np.float32), hi, (seen - hi).astype(np.float32), term
 
-    def host_restart(mask):
-        obs = np.zeros(obs_struct.shape, np.float32)
-        ids = np.flatnonzero(mask).astype(np.int32)
-        obs[ids] = pool.reset(ids)[0]
-        return obs
+    def fresh(obs, mask):  # [M, B, *obs_shape], [M, B]: new starts where masked
+        return jax.lax.cond(
+            mask.any(), lambda: host_call(pools.reset_some, obs_struct, obs, mask), lambda: obs)
 
-    def reset(key: jax.Array) -> jax.Array:
-        return io_callback(host_reset, obs_struct, key, ordered=True)
+    pool_reset = first_observations(pools, obs_struct)
+    pool_step = per_member(lambda a: host_call(host_step, (obs_struct, vec, vec, flag), a),
+                           len(pools))
+    pool_restart = per_member(fresh, len(pools))
 
     def step(obs: jax.Array, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
-        obs, seen, seen_lo, term = io_callback(
-            host_step, (obs_struct, vec, vec, flag), jnp.clip(action, low, high), ordered=True)
+        obs, seen, seen_lo, term = pool_step(jnp.clip(action, low, high))
         return obs, TaskStep(obs=obs, seen=seen, seen_lo=seen_lo, healthy=healthy(obs),
                              terminated=term)
 
-    def restart(obs: jax.Array, mask: jax.Array) -> jax.Array:
-        fresh = jax.lax.cond(
-            mask.any(), lambda m: io_callback(host_restart, obs_struct, m, ordered=True),
-            lambda m: jnp.zeros(obs_struct.shape, jnp.float32), mask)
-        return jnp.where(mask[:, None], fresh, obs)
-
-    return Task(spec, reset, step, restart, lambda obs: obs)
+    return Task(spec, pool_reset, step, pool_restart, lambda obs: obs)
 
 
-def pool_facts(name: str, pool, num_envs: int):
-    """``(spec, action low, action high, obs ShapeDtypeStruct)`` of ``pool``; the spec's
-    time limit is the standard task's."""
+def first_observations(pools: Pools, obs_struct) -> Callable:
+    """``reset(key) -> obs [B, *obs_shape]`` float32: every env of the member's pool
+    afresh (the pools are seeded when made; the key only orders the call)."""
+    return per_member(lambda key: host_call(
+        lambda k: pools.reset(k).astype(np.float32), obs_struct, key), len(pools))
+
+
+def for_members(seed: int | Sequence[int]) -> bool:
+    """Whether ``seed`` is a sweep's, one per member (else a run's single seed)."""
+    return not isinstance(seed, (int, np.integer))
+
+
+def seeds_of(seed: int | Sequence[int]) -> tuple:
+    """The pools' seeds: one for a run, one per member for a sweep."""
+    return tuple(seed) if for_members(seed) else (seed,)
+
+
+def pool_facts(name: str, pools: Pools, num_envs: int, seed):
+    """``(spec, action low, action high, obs ShapeDtypeStruct [B, *obs_shape])`` of
+    ``pools``; the spec's time limit is the standard task's, and a sweep's pools (``seed``
+    a sequence) make a vmappable env of ``len(seed)`` members."""
     import envpool
 
-    space = pool.action_space
-    obs_shape = tuple(pool.observation_space.shape)
+    space = pools.pools[0].action_space
+    obs_shape = tuple(pools.pools[0].observation_space.shape)
     horizon = int(envpool.make_spec(MUJOCO_IDS[name]).config.max_episode_steps)
+    sweep = for_members(seed)
     spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
                    action_shape=tuple(space.shape), num_actions=0, max_episode_steps=horizon,
-                   dt=MUJOCO_DT[name], vmappable=False)
+                   dt=MUJOCO_DT[name], vmappable=sweep, members=len(pools) if sweep else 0)
     return (spec, np.asarray(space.low, np.float32), np.asarray(space.high, np.float32),
             jax.ShapeDtypeStruct((num_envs, *obs_shape), jnp.float32))
 

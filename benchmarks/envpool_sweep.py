@@ -1,0 +1,72 @@
+"""Env steps/s of an envpool sweep against a single run of the same config.
+
+A sweep of M seeds on envpool (``rlhp.sweep``: one pool per member, all stepped in one host
+callback, the learner vmapped over the members) and the run of seed 0 alone, both at the
+task's preference-learning preset: the median time of one chunk of iterations (8,192 env
+steps per member) after compiling, as env steps/s summed over the members; and the same
+for the env alone under random actions (``benchmarks.throughput.random_rollout``, vmapped
+over the members), the callback's ceiling.
+
+    python -m benchmarks.envpool_sweep --json envpool_sweep.json
+"""
+from __future__ import annotations
+
+import jax
+
+from benchmarks import common
+
+COLUMNS = ["env", "members", "num_envs", "raw_steps_per_second", "train_steps_per_second",
+           "per_member", "compile_seconds"]
+
+
+def measure(task: str, members: int, repeats: int, tiny: bool) -> dict:
+    """One row: ``members`` 0 is the run alone, else a sweep of seeds ``0..members-1``."""
+    from benchmarks.throughput import random_rollout
+    from rlhp import sweep
+    from rlhp.envs import make_env
+    from rlhp.presets import preset
+    from rlhp.train import make_train
+
+    cfg = preset(task, total_steps=10**9, backend="envpool")
+    if tiny:
+        cfg = cfg.replace(num_envs=4, rollout_length=64, num_minibatches=4, update_epochs=1,
+                          pretrain_updates=1, prefill_iterations=1, segment_capacity=32)
+    chunk_iters = max(1, 8192 // cfg.batch_size)
+    cfg = cfg.replace(iterations_per_chunk=chunk_iters,
+                      total_steps=10_000 * chunk_iters * cfg.batch_size)
+    if members:
+        cfg, runs, keys, dyn = sweep.grid(cfg, range(members))
+        trainer = sweep.vmappable_trainer(cfg, seeds=[r["seed"] for r in runs])
+        init, chunk = jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(trainer.chunk))
+        raw = jax.jit(jax.vmap(random_rollout(trainer.env, chunk_iters * cfg.rollout_length)))
+    else:
+        env = make_env(task, "envpool", cfg.num_envs, seed=0, preference_episodes=True)
+        trainer = make_train(cfg, env)
+        keys, dyn = jax.random.PRNGKey(0), cfg.dynamic()
+        init, chunk = jax.jit(trainer.init), trainer.chunk
+        raw = random_rollout(env, chunk_iters * cfg.rollout_length)
+    init, init_s = common.timed_compile(init, keys, dyn)
+    state = init(keys, dyn)
+    chunk, chunk_s = common.timed_compile(chunk, state, dyn)
+    seconds = common.median_seconds_threaded(lambda s: chunk(s, dyn), state, repeats)
+    total = chunk_iters * cfg.batch_size * max(members, 1) / seconds
+    env_state = jax.jit(jax.vmap(trainer.env.reset) if members else trainer.env.reset)(keys)
+    raw_seconds = common.median_seconds_threaded(lambda s: raw(s, keys), env_state, repeats)
+    return {"env": task, "members": members, "num_envs": cfg.num_envs,
+            "raw_steps_per_second": total * seconds / raw_seconds,
+            "train_steps_per_second": total, "per_member": total / max(members, 1),
+            "compile_seconds": init_s + chunk_s}
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--env", default="hopper")
+    p.add_argument("--members", default="0,2", help="0: the run alone; M: a sweep of M seeds")
+    args = p.parse_args(argv)
+    results = [measure(args.env, int(m), args.repeats, args.tiny)
+               for m in args.members.split(",")]
+    return common.report(results, COLUMNS, args.json)
+
+
+if __name__ == "__main__":
+    main()
