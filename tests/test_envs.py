@@ -106,3 +106,28 @@ def test_envpool_preference_episodes_restart_after_a_fall():
     assert (hurt.sum(0) >= 10 * episodes.DOWN_STEPS).all()
     lying = run(0, steps=300, fall_penalty=100.0)  # without restarts the body stays down
     assert lying.reward[250:].max() < -95
+
+
+def test_backflip_target_replaces_the_task():
+    """``hopper-backflip``: Hopper's body, its reward the blog post's hand-written backflip
+    target of each step's observation and action; a fall ends nothing (random actions
+    topple Hopper within ~20 steps), and in preference episodes the teacher's reward is
+    the target, with no fall penalty."""
+    from rlhp.envs.envpool_env import backflip
+
+    key = jax.random.PRNGKey(0)
+    actions = jax.random.uniform(key, (T, B, 3), minval=-1, maxval=1)
+    for preference in (False, True):
+        env = make_env("hopper-backflip", "envpool", B, seed=0, preference_episodes=preference)
+        state, rewards, obs = env.reset(key), [], []
+        step = jax.jit(env.step)
+        for a in actions:
+            state, out = step(state, a)
+            assert not bool((out.terminated | out.truncated).any())
+            rewards.append(out.reward)
+            obs.append(out.obs)
+        obs, rewards = jnp.stack(obs), np.asarray(jnp.stack(rewards))
+        assert (np.asarray(obs[-1, :, 0]) < 0.7).all()  # every body is down...
+        want = np.asarray(jax.vmap(backflip)(obs, actions))
+        np.testing.assert_allclose(rewards, want, rtol=1e-6, atol=1e-6)  # ...and unpenalised
+        assert np.abs(rewards).max() > 1.0

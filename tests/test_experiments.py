@@ -146,3 +146,32 @@ def test_mujoco_runs_tables_plots_and_resumes(tmp_path, capsys):
     assert (d / "runs" / "default-s0" / "summary.json").stat().st_mtime_ns == stamp
     again = json.loads((d / "table.json").read_text())["settings"][0]
     assert again["returns"] == default["returns"]
+
+
+def test_backflip_counts_turns_to_each_episodes_end_and_tiles_frames(tmp_path, monkeypatch):
+    """experiments.backflip: backward turns from the torso angle at each episode's own last
+    step (not the rollout's), and every ``every``-th video frame tiled in order."""
+    import imageio.v2 as imageio
+    import numpy as np
+    from PIL import Image
+
+    from experiments import backflip, health_probe
+
+    t = np.arange(11)[:, None]  # the reset and 10 steps of 2 episodes
+    angle = np.concatenate([-t * np.pi / 2, t * np.pi], 1)  # back a quarter turn a step; forward
+    lengths = np.array([8, 4])
+    monkeypatch.setattr(health_probe, "replay", lambda run_dir, pick: (
+        None, None, (np.array([5.0, 1.0]), lengths, list(angle))))
+    returns, turns = backflip.turns("unused")
+    np.testing.assert_allclose(turns, [2.0, -2.0])
+    np.testing.assert_array_equal(returns, [5.0, 1.0])
+
+    video = tmp_path / "policy.mp4"
+    frames = [np.full((32, 32, 3), 25 * i, np.uint8) for i in range(10)]
+    imageio.mimwrite(video, frames, fps=30, macro_block_size=1)
+    backflip.frame_sheet(video, tmp_path / "sheet.png", every=3, columns=2, rows=2, tile=16)
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png").convert("L"), float)
+    assert sheet.shape == (32, 32)
+    tiles = [sheet[r * 16 + 4:r * 16 + 12, c * 16 + 4:c * 16 + 12].mean()
+             for r in range(2) for c in range(2)]
+    np.testing.assert_allclose(tiles, [0, 75, 150, 225], atol=8)  # frames 0, 3, 6, 9

@@ -30,13 +30,38 @@ MUJOCO_IDS = {
     "reacher": "Reacher-v5",
     "inverted_pendulum": "InvertedPendulum-v5",
     "inverted_double_pendulum": "InvertedDoublePendulum-v5",
+    "hopper-backflip": "Hopper-v5",
 }
 # Seconds of task time per env step (MuJoCo timestep x frame skip of each v5 task).
 MUJOCO_DT = {
     "hopper": 0.008, "halfcheetah": 0.05, "walker2d": 0.008, "ant": 0.05,
     "swimmer": 0.04, "reacher": 0.02, "inverted_pendulum": 0.04,
-    "inverted_double_pendulum": 0.05,
+    "inverted_double_pendulum": 0.05, "hopper-backflip": 0.008,
 }
+
+
+def backflip(obs: jax.Array, action: jax.Array) -> jax.Array:
+    """The hand-written Hopper backflip reward of the paper's blog post ("we took two hours
+    to write our own reward function"): ``obs [B, 11]`` after the step, ``action [B, 3]``
+    -> ``[B]``. Backward roll (minus the torso's angular velocity, ``obs[7]``), weighted up
+    by height, by the joints' power and by sliding backward."""
+    height, backslide = obs[:, 0], -obs[:, 5]
+    power = jnp.sum(action * obs[:, 8:11], -1)
+    return -obs[:, 7] * (1.0 + 0.3 * height + 0.1 * power + 0.05 * backslide)
+
+
+# Behaviours without a task reward: a v5 body whose reward is a hand-written target, with no
+# health rule (a flip is not a fall) and no termination, over the standard time limit.
+# Learning one from preferences asks its synthetic teacher to judge clips by the target;
+# ``--reward=true`` is RL on the hand-written reward itself.
+TARGETS = {"hopper-backflip": backflip}
+
+
+def pool_kwargs(name: str, preference: bool = False) -> dict:
+    """envpool task arguments of ``name``: no termination for targets, nor for tasks with a
+    health rule in ``preference`` episodes (which judge falls themselves)."""
+    unended = name in TARGETS or (preference and name in HEALTH_RULES)
+    return {"terminate_when_unhealthy": False} if unended else {}
 
 
 @struct.dataclass
@@ -52,8 +77,10 @@ def make(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Env:
     import envpool
 
     pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
-                                         num_envs=num_envs, seed=s), seeds_of(seed))
+                                         num_envs=num_envs, seed=s, **pool_kwargs(name)),
+                  seeds_of(seed))
     spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
+    target = TARGETS.get(name)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
     rew = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
     dtype = pools.pools[0].action_space.dtype
@@ -71,7 +98,10 @@ def make(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Env:
 
     def step(state: PoolState, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
-        obs, reward, term, trunc = pool_step(jnp.clip(action, low, high))
+        action = jnp.clip(action, low, high)
+        obs, reward, term, trunc = pool_step(action)
+        if target is not None:
+            reward = target(obs, action)
         valid = ~state.needs_reset
         step = Step(obs=obs, reward=jnp.where(valid, reward, 0.0),
                     terminated=term & valid, truncated=trunc & valid, valid=valid)
@@ -90,14 +120,14 @@ def task(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Task:
     on the host, as envpool computes."""
     import envpool
 
-    kwargs = {"terminate_when_unhealthy": False} if name in HEALTH_RULES else {}
     pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
                                          num_envs=num_envs, seed=s, max_episode_steps=1 << 30,
-                                         **kwargs), seeds_of(seed))
+                                         **pool_kwargs(name, preference=True)), seeds_of(seed))
     spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
     config = pools.pools[0].spec.config
     ctrl_cost = float(getattr(config, "ctrl_cost_weight", 0.0))
     healthy = health_rule(name, config)
+    target = TARGETS.get(name)
     vec = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
     dtype = pools.pools[0].action_space.dtype
@@ -120,7 +150,10 @@ def task(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Task:
 
     def step(obs: jax.Array, action: jax.Array):
         assert action.shape == (num_envs, *spec.action_shape), action.shape
-        obs, seen, seen_lo, term = pool_step(jnp.clip(action, low, high))
+        action = jnp.clip(action, low, high)
+        obs, seen, seen_lo, term = pool_step(action)
+        if target is not None:  # the target is what a person would judge here
+            seen, seen_lo = target(obs, action), jnp.zeros_like(seen_lo)
         return obs, TaskStep(obs=obs, seen=seen, seen_lo=seen_lo, healthy=healthy(obs),
                              terminated=term)
 

@@ -120,8 +120,8 @@ def double_pendulum_states(obs: np.ndarray, nq: int, nv: int, dt: float):
 
 
 STATES = {
-    "hopper": mujoco_states, "walker2d": mujoco_states, "halfcheetah": mujoco_states,
-    "swimmer": mujoco_states, "inverted_pendulum": mujoco_states,
+    "hopper": mujoco_states, "hopper-backflip": mujoco_states, "walker2d": mujoco_states,
+    "halfcheetah": mujoco_states, "swimmer": mujoco_states, "inverted_pendulum": mujoco_states,
     "ant": free_body_states, "humanoid": free_body_states,
     "reacher": reacher_states, "inverted_double_pendulum": double_pendulum_states,
 }
@@ -247,9 +247,9 @@ def random_segments(name: str, n: int, length: int, spec) -> np.ndarray:
         act = lambda: rng.integers(pool.action_space.n, size=n)
         as_seen = lambda obs: obs.transpose(0, 2, 3, 1)  # frames last, as the env gives them
     else:
-        from rlhp.envs.envpool_env import HEALTH_RULES, MUJOCO_IDS
-        task = {"terminate_when_unhealthy": False} if name in HEALTH_RULES else {}
-        pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0, **task)
+        from rlhp.envs.envpool_env import MUJOCO_IDS, pool_kwargs
+        pool = envpool.make(MUJOCO_IDS[name], env_type="gymnasium", num_envs=n, seed=0,
+                            **pool_kwargs(name, preference=True))
         act = lambda: rng.uniform(-1, 1, (n, *pool.action_space.shape))
         as_seen = lambda obs: obs.astype(np.float32)
     obs, _ = pool.reset()

@@ -241,7 +241,7 @@ def envpool_frames(trainer, state):
     same states and return)."""
     import jax.numpy as jnp
 
-    from rlhp.envs.envpool_env import MUJOCO_IDS
+    from rlhp.envs.envpool_env import MUJOCO_IDS, pool_kwargs
     from rlhp.run import EVAL_SEED_OFFSET, env_seed
     spec, cfg = trainer.env.spec, trainer.cfg
     k = stride(spec.dt)
@@ -250,7 +250,8 @@ def envpool_frames(trainer, state):
     actions = iter(kept[1:])
     frames, _, _ = render_guarded(lambda: envpool_episode(
         MUJOCO_IDS[spec.name], env_seed(cfg.seed, EVAL_SEED_OFFSET), cfg.eval_episodes,
-        lambda obs: next(actions), min(int(lengths[0]), MAX_FRAMES * k), k))
+        lambda obs: next(actions), min(int(lengths[0]), MAX_FRAMES * k), k,
+        **pool_kwargs(spec.name)))
     return caption(frames, f"{MUJOCO_IDS[spec.name]} (envpool)", float(returns[0])), FPS
 
 
