@@ -131,3 +131,19 @@ def test_backflip_target_replaces_the_task():
         want = np.asarray(jax.vmap(backflip)(obs, actions))
         np.testing.assert_allclose(rewards, want, rtol=1e-6, atol=1e-6)  # ...and unpenalised
         assert np.abs(rewards).max() > 1.0
+
+
+def test_one_leg_target_on_a_body_without_a_health_rule():
+    """``halfcheetah-oneleg`` builds (HalfCheetah takes no health arguments) and pays
+    ``one_leg`` of each step's observation: most where the torso is pitched nose up."""
+    from rlhp.envs.envpool_env import one_leg
+
+    for preference in (False, True):
+        env = make_env("halfcheetah-oneleg", "envpool", 2, seed=0, preference_episodes=preference)
+        state, action = env.reset(jax.random.PRNGKey(0)), jnp.full((2, 6), 0.5)
+        state, out = jax.jit(env.step)(state, action)
+        np.testing.assert_allclose(np.asarray(out.reward), np.asarray(one_leg(out.obs, action)),
+                                   rtol=1e-6)
+    obs = jnp.zeros((3, 17)).at[:, 1].set(jnp.array([0.0, -0.8, -2.0]))
+    pose = np.asarray(one_leg(obs, None))
+    assert pose[1] == 1.0 and pose[0] < 0.01 and pose[2] < 0.01

@@ -162,8 +162,9 @@ def test_backflip_counts_turns_to_each_episodes_end_and_tiles_frames(tmp_path, m
     lengths = np.array([8, 4])
     monkeypatch.setattr(health_probe, "replay", lambda run_dir, pick: (
         None, None, (np.array([5.0, 1.0]), lengths, list(angle))))
-    returns, turns = backflip.turns("unused")
+    returns, turns, mean = backflip.turns("unused")
     np.testing.assert_allclose(turns, [2.0, -2.0])
+    np.testing.assert_allclose(mean, [-np.pi * 4.5 / 2, np.pi * 2.5])  # steps 1..8, 1..4
     np.testing.assert_array_equal(returns, [5.0, 1.0])
 
     video = tmp_path / "policy.mp4"

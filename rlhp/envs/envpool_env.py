@@ -31,12 +31,14 @@ MUJOCO_IDS = {
     "inverted_pendulum": "InvertedPendulum-v5",
     "inverted_double_pendulum": "InvertedDoublePendulum-v5",
     "hopper-backflip": "Hopper-v5",
+    "halfcheetah-oneleg": "HalfCheetah-v5",
 }
 # Seconds of task time per env step (MuJoCo timestep x frame skip of each v5 task).
 MUJOCO_DT = {
     "hopper": 0.008, "halfcheetah": 0.05, "walker2d": 0.008, "ant": 0.05,
     "swimmer": 0.04, "reacher": 0.02, "inverted_pendulum": 0.04,
     "inverted_double_pendulum": 0.05, "hopper-backflip": 0.008,
+    "halfcheetah-oneleg": 0.05,
 }
 
 
@@ -50,17 +52,27 @@ def backflip(obs: jax.Array, action: jax.Array) -> jax.Array:
     return -obs[:, 7] * (1.0 + 0.3 * height + 0.1 * power + 0.05 * backslide)
 
 
+def one_leg(obs: jax.Array, action: jax.Array) -> jax.Array:
+    """A hand-written stand-in for the paper's "HalfCheetah moving forward while standing
+    on one leg": ``obs [B, 17]`` after the step -> ``[B]``. It pays for the torso pitched
+    nose up by about 0.8 rad (``obs[1]``, negative nose up; the back leg then carries the
+    body, the front one is in the air), times one plus the forward speed (``obs[8]``)."""
+    pose = jnp.exp(-jnp.square((obs[:, 1] + 0.8) / 0.3))
+    return pose * (1.0 + obs[:, 8])
+
+
 # Behaviours without a task reward: a v5 body whose reward is a hand-written target, with no
 # health rule (a flip is not a fall) and no termination, over the standard time limit.
 # Learning one from preferences asks its synthetic teacher to judge clips by the target;
 # ``--reward=true`` is RL on the hand-written reward itself.
-TARGETS = {"hopper-backflip": backflip}
+TARGETS = {"hopper-backflip": backflip, "halfcheetah-oneleg": one_leg}
 
 
 def pool_kwargs(name: str, preference: bool = False) -> dict:
     """envpool task arguments of ``name``: no termination for targets, nor for tasks with a
     health rule in ``preference`` episodes (which judge falls themselves)."""
-    unended = name in TARGETS or (preference and name in HEALTH_RULES)
+    healthy_ends = MUJOCO_IDS[name] in {MUJOCO_IDS[t] for t in HEALTH_RULES}
+    unended = healthy_ends and (name in TARGETS or preference)
     return {"terminate_when_unhealthy": False} if unended else {}
 
 
