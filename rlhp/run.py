@@ -457,7 +457,8 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
     from rlhp.outputs.checkpoint import Checkpointer
     from rlhp.envs import make_env
     from rlhp.outputs.tracking import MetricsLog
-    from rlhp.train import evaluate, evaluation_key, nonfinite_parts, restart_episodes
+    from rlhp.train import (evaluate, evaluation_key, nonfinite_parts, restart_episodes,
+                            restart_key)
 
     t_start = time.time()
     trainer, ckpt, restored = prepare(cfg, run_dir, resume)  # bad input stops here: one line
@@ -474,7 +475,7 @@ def train_and_report(cfg: Config, run_dir: Path, resume: bool = False,
         state, meta = restored
         if not trainer.env.spec.vmappable:
             state = jax.jit(lambda s, k: restart_episodes(trainer, s, k))(
-                state, jax.random.fold_in(key, meta["iteration"]))
+                state, restart_key(cfg.seed, meta["iteration"]))
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", cfg.to_dict())

@@ -204,7 +204,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
     from rlhp.outputs import report
     from rlhp.outputs.checkpoint import Checkpointer
     from rlhp.run import EVAL_SEED_OFFSET, env_seed
-    from rlhp.train import evaluate, evaluation_key, restart_episodes
+    from rlhp.train import evaluate, evaluation_key, restart_episodes, restart_key
 
     cfg, runs, keys, dyn = grid(cfg, seeds, **axes)
     member_seeds = [r["seed"] for r in runs]
@@ -231,8 +231,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
         states, meta = ckpt.restore(abstract)
         status.say(f"{name}: continuing from iteration {meta['iteration']}")
         if trainer.env.spec.members:
-            fresh = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), meta["iteration"])
-                               for s in member_seeds])
+            fresh = jnp.stack([restart_key(s, meta["iteration"]) for s in member_seeds])
             states = jax.jit(jax.vmap(lambda s, k: restart_episodes(trainer, s, k)))(
                 states, fresh)
     else:

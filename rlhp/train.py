@@ -393,6 +393,12 @@ def restart_episodes(trainer: Trainer, state: TrainState, key: jax.Array) -> Tra
                          ep_length=jnp.zeros(B, jnp.int32))
 
 
+def restart_key(seed: int, iteration) -> jax.Array:
+    """The key ``[2]`` of the fresh episodes (``restart_episodes``) a run of seed ``seed``
+    resumed at ``iteration`` starts, the same for a run and for the same member of a sweep."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), iteration)
+
+
 def evaluation_key(seed: int) -> jax.Array:
     """The key ``[2]`` of seed ``seed``'s final evaluation (``evaluate``), the same for a run
     and for the same member of a sweep."""

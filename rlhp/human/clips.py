@@ -121,7 +121,8 @@ def double_pendulum_states(obs: np.ndarray, nq: int, nv: int, dt: float):
 
 STATES = {
     "hopper": mujoco_states, "hopper-backflip": mujoco_states, "walker2d": mujoco_states,
-    "halfcheetah": mujoco_states, "halfcheetah-oneleg": mujoco_states, "swimmer": mujoco_states, "inverted_pendulum": mujoco_states,
+    "halfcheetah": mujoco_states, "halfcheetah-oneleg": mujoco_states,
+    "swimmer": mujoco_states, "inverted_pendulum": mujoco_states,
     "ant": free_body_states, "humanoid": free_body_states,
     "reacher": reacher_states, "inverted_double_pendulum": double_pendulum_states,
 }
