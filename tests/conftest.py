@@ -15,8 +15,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
 
 
+# The longest test files here, longest first (``--durations``, about 60-250 s each). With
+# ``--dist loadfile`` a file runs on one worker, in collection order
+# (``--no-loadscope-reorder``): starting the long ones first keeps both workers busy until
+# the end instead of leaving one to finish a long file alone.
+LONGEST_FIRST = ("test_lifecycle", "test_learned", "test_sweep", "test_sweep_cli",
+                 "test_explain", "test_cli", "test_learner", "test_train", "test_browser")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Slow tests run only when asked for with ``-m slow``."""
+    """Long files first; slow tests run only when asked for with ``-m slow``."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with `pytest -m slow`")

@@ -7,7 +7,10 @@ import pytest
 from rlhp.envs import EnvError, make_env, resolve_backend
 
 B, T = 4, 120
-CASES = [("gridworld", "gridworld"), ("hopper", "envpool"), ("hopper", "brax")]
+# brax's Hopper compiles for 40-180 s here: opt-in (its preference episodes too,
+# tests/test_episodes.py); its drawing and clips stay in the default suite
+CASES = [("gridworld", "gridworld"), ("hopper", "envpool"),
+         pytest.param("hopper", "brax", marks=pytest.mark.slow)]
 
 
 def rollout(env, key):

@@ -62,7 +62,8 @@ def rollout_fn(env):
     return run
 
 
-@pytest.fixture(scope="module", params=["brax", "envpool"])
+# brax's case compiles a brax Hopper rollout and its standard step (~90 s here): opt-in
+@pytest.fixture(scope="module", params=[pytest.param("brax", marks=pytest.mark.slow), "envpool"])
 def episodes(request):
     """``(backend, env, run, key, start, (final state, per step (state, Step, action)))``:
     one compiled rollout per backend from ``start = env.reset(key)``; on brax ``run`` is
