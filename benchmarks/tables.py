@@ -76,8 +76,14 @@ def scaling(rows):
     return table(["factor", "value", "train steps/s", "ms per iteration", "relative wall"], out)
 
 
+def rollout(rows):
+    return table(["what", "steps/s", "vs raw, 1 thread", "vs raw, 2 threads"],
+                 [[r["what"], num(r["steps_per_second"]), num(r["vs_raw_1_thread"], 2),
+                   num(r["vs_raw_2_threads"], 2)] for r in rows])
+
+
 FILES = {"throughput": throughput, "stages": stages, "labels": labels,
-         "stages_gridworld": stages, "scaling": scaling}
+         "stages_gridworld": stages, "scaling": scaling, "rollout": rollout}
 
 
 def main(argv=None):

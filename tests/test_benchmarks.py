@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import envpool_sweep, flops, labels, scaling, stages, tables, throughput
+from benchmarks import (envpool_sweep, flops, labels, rollout, scaling, stages, tables,
+                        throughput)
 
 
 def check(path, keys):
@@ -41,6 +42,14 @@ def test_envpool_sweep_tiny(tmp_path):
     for r in rows:
         assert r["raw_steps_per_second"] > 0 and r["train_steps_per_second"] > 0
     assert rows[1]["per_member"] == rows[1]["train_steps_per_second"] / 2
+
+
+@pytest.mark.slow
+def test_rollout_tiny(tmp_path):
+    rollout.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "r.json")])
+    rows = check(tmp_path / "r.json", rollout.COLUMNS)
+    assert [r["what"] for r in rows][2:] == ["rollout (env + policy)", "full loop"]
+    assert rows[1]["vs_raw_2_threads"] == 1.0 and all(r["steps_per_second"] > 0 for r in rows)
 
 
 @pytest.mark.slow
