@@ -85,3 +85,10 @@ def report(results: list[dict], columns: list[str], path: str | None) -> dict:
         with open(path, "w") as f:
             json.dump(out, f, indent=1)
     return out
+
+
+def run(doc: str, measure, columns: list[str], argv=None) -> dict:
+    """The command of a benchmark whose ``measure(repeats, tiny)`` returns its rows: the
+    common flags parsed from ``argv``, the rows measured and reported (``report``)."""
+    args = parser(doc.splitlines()[0]).parse_args(argv)
+    return report(measure(args.repeats, args.tiny), columns, args.json)

@@ -81,9 +81,7 @@ def measure(repeats: int, tiny: bool) -> list[dict]:
 
 
 def main(argv=None):
-    p = common.parser(__doc__.splitlines()[0])
-    args = p.parse_args(argv)
-    return common.report(measure(args.repeats, args.tiny), COLUMNS, args.json)
+    return common.run(__doc__, measure, COLUMNS, argv)
 
 
 if __name__ == "__main__":

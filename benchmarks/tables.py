@@ -82,8 +82,15 @@ def rollout(rows):
                    num(r["vs_raw_2_threads"], 2)] for r in rows])
 
 
+def fit_products(rows):
+    return table(["product", "ms", "GFLOP/s", "vs machine matmul"],
+                 [[r["product"], num(r["milliseconds"], 2), num(r["gflops_per_second"], 1),
+                   num(r["vs_machine_matmul"], 2)] for r in rows])
+
+
 FILES = {"throughput": throughput, "stages": stages, "labels": labels,
-         "stages_gridworld": stages, "scaling": scaling, "rollout": rollout}
+         "stages_gridworld": stages, "scaling": scaling, "rollout": rollout,
+         "fit_products": fit_products}
 
 
 def main(argv=None):

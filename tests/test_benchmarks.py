@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import (envpool_sweep, flops, labels, rollout, scaling, stages, tables,
-                        throughput)
+from benchmarks import (envpool_sweep, fit_products, flops, labels, rollout, scaling, stages,
+                        tables, throughput)
 
 
 def check(path, keys):
@@ -50,6 +50,14 @@ def test_rollout_tiny(tmp_path):
     rows = check(tmp_path / "r.json", rollout.COLUMNS)
     assert [r["what"] for r in rows][2:] == ["rollout (env + policy)", "full loop"]
     assert rows[1]["vs_raw_2_threads"] == 1.0 and all(r["steps_per_second"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_fit_products_tiny(tmp_path):
+    fit_products.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "f.json")])
+    rows = check(tmp_path / "f.json", fit_products.COLUMNS)
+    assert len(rows) == 6 and all(r["gflops_per_second"] > 0 for r in rows)
+    assert rows[0]["shape"] == "M=3 R=256 D=11 H=64"
 
 
 @pytest.mark.slow
