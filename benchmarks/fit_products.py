@@ -51,15 +51,14 @@ def products(M: int, R: int, D: int, H: int) -> dict:
 
 
 def measure(repeats: int, tiny: bool) -> list[dict]:
-    from types import SimpleNamespace
-
-    from rlhp.envs.envpool_env import MUJOCO_DT
+    from rlhp.envs import make_env
     from rlhp.presets import preset
     from rlhp.train import segment_length
 
     cfg = preset("hopper")
-    L = segment_length(cfg, SimpleNamespace(dt=MUJOCO_DT["hopper"], max_episode_steps=1000))
-    M, R, D, H = cfg.ensemble_size, cfg.reward_batch * 2 * L, 11, cfg.reward_hidden[0]
+    spec = make_env(cfg.env, "envpool", 1).spec
+    M, H = cfg.ensemble_size, cfg.reward_hidden[0]
+    R, D = cfg.reward_batch * 2 * segment_length(cfg, spec), spec.obs_shape[0]
     if tiny:
         R = 256
     peak = common.matmul_gflops(repeats)

@@ -3,9 +3,9 @@
 Raw: envpool's Hopper-v5 stepped from bare Python (``pool.step`` with random actions, 16
 envs, the standard task), with 1 and 2 threads. Rollout: ``trainer.rollout`` (jitted) of
 the default Hopper preference config, 16 envs x 128 steps. Full: the jitted training chunk's
-env steps/s. Every figure is the median of ``--repeats``
-rounds, each round timing every variant once in turn (so a busy spell of a shared machine
-falls on all of them), with ratios to both raw rates.
+env steps/s. Every figure is the median of ``--repeats`` rounds, each round timing every
+variant once in turn (so a busy spell of a shared machine falls on all of them), with
+ratios to both raw rates.
 
     python -m benchmarks.rollout --json rollout.json
 """
@@ -26,10 +26,13 @@ def raw_pool(threads: int, num_envs: int, steps: int):
     """A function stepping a fresh standard Hopper-v5 pool ``steps`` times from Python."""
     import envpool
 
-    pool = envpool.make("Hopper-v5", env_type="gymnasium", num_envs=num_envs, seed=0,
+    from rlhp.envs.envpool_env import MUJOCO_IDS
+
+    pool = envpool.make(MUJOCO_IDS["hopper"], env_type="gymnasium", num_envs=num_envs, seed=0,
                         num_threads=threads)
     pool.reset()
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps, num_envs, 3))
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, num_envs,
+                                                       *pool.action_space.shape))
     return lambda: [pool.step(a) for a in actions]
 
 
