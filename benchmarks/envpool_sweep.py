@@ -49,7 +49,7 @@ def measure(task: str, members: int, repeats: int, tiny: bool) -> dict:
         init, chunk = jax.jit(trainer.init), trainer.chunk
         raw = random_rollout(env, chunk_iters * cfg.rollout_length)
     init, init_s = common.timed_compile(init, keys, dyn)
-    state = init(keys, dyn)
+    state = sweep.shard(init(keys, dyn)) if members else init(keys, dyn)  # members split
     chunk, chunk_s = common.timed_compile(chunk, state, dyn)
     seconds = common.median_seconds_threaded(lambda s: chunk(s, dyn), state, repeats)
     total = chunk_iters * cfg.batch_size * max(members, 1) / seconds
