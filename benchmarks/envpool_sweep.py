@@ -1,11 +1,13 @@
 """Env steps/s of an envpool sweep against a single run of the same config.
 
-A sweep of M seeds on envpool (``rlhp.sweep``: one pool per member, all stepped in one host
-callback, the learner vmapped over the members) and the run of seed 0 alone, both at the
-task's preference-learning preset: the median time of one chunk of iterations (8,192 env
-steps per member) after compiling, as env steps/s summed over the members; and the same
-for the env alone under random actions (``benchmarks.throughput.random_rollout``, vmapped
-over the members), the callback's ceiling.
+A sweep of M seeds on envpool (``rlhp.sweep``: one pool per member, each device stepping
+its members' pools in one host callback, the learner vmapped over the members and sharded
+over the devices, ``XLA_FLAGS=--xla_force_host_platform_device_count=D`` to try D) and
+the run of seed 0 alone, both at the task's preference-learning preset: the median time
+of one chunk of iterations (8,192 env steps per member) after compiling, as env steps/s
+summed over the members; and the same for the env alone under random actions
+(``benchmarks.throughput.random_rollout``, vmapped over the members), the callback's
+ceiling.
 
     python -m benchmarks.envpool_sweep --json envpool_sweep.json
 """
@@ -36,6 +38,7 @@ def measure(task: str, members: int, repeats: int, tiny: bool) -> dict:
                       total_steps=10_000 * chunk_iters * cfg.batch_size)
     if members:
         cfg, runs, keys, dyn = sweep.grid(cfg, range(members))
+        keys, dyn = sweep.shard((keys, dyn))  # over every device (each steps its members)
         trainer = sweep.vmappable_trainer(cfg, seeds=[r["seed"] for r in runs])
         init, chunk = jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(trainer.chunk))
         raw = jax.jit(jax.vmap(random_rollout(trainer.env, chunk_iters * cfg.rollout_length)))
@@ -46,7 +49,7 @@ def measure(task: str, members: int, repeats: int, tiny: bool) -> dict:
         init, chunk = jax.jit(trainer.init), trainer.chunk
         raw = random_rollout(env, chunk_iters * cfg.rollout_length)
     init, init_s = common.timed_compile(init, keys, dyn)
-    state = init(keys, dyn)
+    state = sweep.shard(init(keys, dyn)) if members else init(keys, dyn)  # members split
     chunk, chunk_s = common.timed_compile(chunk, state, dyn)
     seconds = common.median_seconds_threaded(lambda s: chunk(s, dyn), state, repeats)
     total = chunk_iters * cfg.batch_size * max(members, 1) / seconds

@@ -11,7 +11,8 @@ they define the compilation. The comparison database is sized for the largest bu
 member is the run alone with that capacity (``max_labels``): the same counts, and floats
 equal to float32 rounding at first (vmap and sharding change XLA's summation order), which
 training amplifies (docs/reference.md#sweeps). On envpool every member has its own pool,
-seeded as its run's, all stepped in one host callback (``rlhp.envs.members``), on one device.
+seeded as its run's, each device stepping its own members' pools in one host callback and
+each process making only its members' pools (``rlhp.envs.members``).
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def grid(cfg: Config, seeds, **axes) -> tuple[Config, list[dict], jax.Array, Any
 
 def member_sharding() -> jax.sharding.NamedSharding:
     """The leading (sweep) axis split over every device of every process."""
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("sweep",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+    from rlhp.envs.members import AXIS, member_mesh
+    return jax.sharding.NamedSharding(member_mesh(), jax.sharding.PartitionSpec(AXIS))
 
 
 def shard(tree):
@@ -99,8 +100,8 @@ def vmappable_trainer(cfg: Config, env=None, seeds=(0,), start: int = 0):
     """The ``Trainer`` every run of a sweep shares; ``env`` defaults to ``cfg.env`` on its
     backend for members of seeds ``seeds`` (in order): JAX-native, or envpool with one
     pool per member seeded as that member's run alone at iteration ``start`` would seed its
-    own (``rlhp.run.env_seed``), all stepped in one host callback (``rlhp.envs.members``).
-    Such a sweep runs on one device: its pools live on this host."""
+    own (``rlhp.run.env_seed``), each device stepping its members' pools
+    (``rlhp.envs.members``): their number must divide over the devices."""
     from rlhp.envs import EnvError, make_env
     from rlhp.run import env_seed
     from rlhp.train import make_train
@@ -112,13 +113,11 @@ def vmappable_trainer(cfg: Config, env=None, seeds=(0,), start: int = 0):
                               down_steps=cfg.down_steps, fall_penalty=cfg.fall_penalty)
     except EnvError as e:
         raise ConfigError(str(e), "env") from None
+    except ValueError as e:  # members that do not divide over the devices
+        raise ConfigError(str(e), "seeds") from None
     if not env.spec.vmappable:
         raise ConfigError(f"this {env.spec.backend!r} env cannot be vmapped; sweep on a JAX "
                           f"backend, or build envpool's with a seed per member", "backend")
-    if env.spec.members and len(jax.devices()) > 1:
-        raise ConfigError(f"an envpool sweep cannot be sharded over {len(jax.devices())} "
-                          f"devices: its pools live on this host and step in one callback; "
-                          f"run it on one device, or on --backend brax", "backend")
     if env.spec.members not in (0, len(seeds)):
         raise ConfigError(f"the env serves {env.spec.members} members, the sweep has "
                           f"{len(seeds)}", "seeds")
@@ -233,7 +232,7 @@ def run_program(name: str, cfg: Config, axes: dict, seeds, out, status) -> list[
         if trainer.env.spec.members:
             fresh = jnp.stack([restart_key(s, meta["iteration"]) for s in member_seeds])
             states = jax.jit(jax.vmap(lambda s, k: restart_episodes(trainer, s, k)))(
-                states, fresh)
+                states, shard(fresh))
     else:
         status.say(f"{name}: compiling {len(runs)} runs in one program")
         states = jax.jit(jax.vmap(trainer.init))(keys, dyn)

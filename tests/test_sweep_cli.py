@@ -66,23 +66,6 @@ def test_two_processes_give_the_rows_of_one(tmp_path):
     """``--distributed`` over two local CPU processes (loopback, gloo): each holds half of
     every program's members, and the rows are those of one process with two devices, the
     same split (about 5 minutes here, mostly compiling)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = lambda args, env=None: subprocess.Popen(  # noqa: E731
-        [sys.executable, "-m", "rlhp.sweep", *TINY, *args], env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    procs = [run(["--out", str(tmp_path / "two"), "--distributed", "--coordinator",
-                  f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)])
-             for i in (0, 1)]
-    procs.append(run(["--out", str(tmp_path / "one")],
-                     {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
-    for p in procs:
-        out = p.communicate(timeout=1800)[0]
-        assert p.returncode == 0, out[-2000:]
-    rows = lambda d: list(csv.DictReader(open(tmp_path / d / "sweep.csv")))  # noqa: E731
-    assert len(rows("two")) == 6 and rows("two") == rows("one")
+    from sweep_processes import two_processes_and_one
+    two, one = two_processes_and_one(TINY, tmp_path)
+    assert len(two) == 6 and two == one

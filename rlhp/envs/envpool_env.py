@@ -7,7 +7,8 @@ program; the callback converts float32 to float64 at the boundary instead (measu
 ~16k steps/s through the callback at 16 envs against ~25k for bare Python stepping).
 
 A pool cannot be vmapped; a sweep's env has one pool per member, each seeded as that
-member's run seeds its own, stepped together in one callback (``rlhp.envs.members``).
+member's run seeds its own, each device stepping its own members' pools in one callback
+(``rlhp.envs.members``).
 """
 from __future__ import annotations
 
@@ -88,22 +89,23 @@ def make(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Env:
     ``seed``: the pool's, or one per member of a sweep (``rlhp.envs.members``)."""
     import envpool
 
-    pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
-                                         num_envs=num_envs, seed=s, **pool_kwargs(name)),
-                  seeds_of(seed))
+    pools = pools_of(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
+                                            num_envs=num_envs, seed=s, **pool_kwargs(name)),
+                     seed)
     spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
     target = TARGETS.get(name)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
     rew = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
-    dtype = pools.pools[0].action_space.dtype
+    dtype = pools.any.action_space.dtype
 
-    def host_step(action):
-        obs, reward, term, trunc = pools.step(np.asarray(action, dtype))
+    def host_step(first, action):
+        obs, reward, term, trunc = pools.step(first, np.asarray(action, dtype))
         return obs.astype(np.float32), reward.astype(np.float32), term, trunc
 
     pool_reset = first_observations(pools, obs_struct)
-    pool_step = per_member(lambda a: host_call(host_step, (obs_struct, rew, flag, flag), a),
-                           len(pools))
+    pool_step = per_member(
+        lambda first, a: host_call(host_step, (obs_struct, rew, flag, flag), first, a),
+        len(pools))
 
     def reset(key: jax.Array) -> PoolState:
         return PoolState(pool_reset(key), jnp.zeros(num_envs, bool))
@@ -132,32 +134,33 @@ def task(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Task:
     on the host, as envpool computes."""
     import envpool
 
-    pools = Pools(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
-                                         num_envs=num_envs, seed=s, max_episode_steps=1 << 30,
-                                         **pool_kwargs(name, preference=True)), seeds_of(seed))
+    pools = pools_of(lambda s: envpool.make(MUJOCO_IDS[name], env_type="gymnasium",
+                                            num_envs=num_envs, seed=s, max_episode_steps=1 << 30,
+                                            **pool_kwargs(name, preference=True)), seed)
     spec, low, high, obs_struct = pool_facts(name, pools, num_envs, seed)
-    config = pools.pools[0].spec.config
+    config = pools.any.spec.config
     ctrl_cost = float(getattr(config, "ctrl_cost_weight", 0.0))
     healthy = health_rule(name, config)
     target = TARGETS.get(name)
     vec = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
     flag = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
-    dtype = pools.pools[0].action_space.dtype
+    dtype = pools.any.action_space.dtype
 
-    def host_step(action):
+    def host_step(first, action):
         action = np.asarray(action, dtype)
-        obs, reward, term, _trunc = pools.step(action)
+        obs, reward, term, _trunc = pools.step(first, action)
         seen = reward + ctrl_cost * np.sum(action**2, -1)  # float64
         hi = seen.astype(np.float32)
         return obs.astype(np.float32), hi, (seen - hi).astype(np.float32), term
 
-    def fresh(obs, mask):  # [M, B, *obs_shape], [M, B]: new starts where masked
-        return jax.lax.cond(
-            mask.any(), lambda: host_call(pools.reset_some, obs_struct, obs, mask), lambda: obs)
+    def fresh(first, obs, mask):  # [M', B, *obs_shape], [M', B]: new starts where masked
+        return jax.lax.cond(mask.any(), lambda: host_call(pools.reset_some, obs_struct, first,
+                                                          obs, mask), lambda: obs)
 
     pool_reset = first_observations(pools, obs_struct)
-    pool_step = per_member(lambda a: host_call(host_step, (obs_struct, vec, vec, flag), a),
-                           len(pools))
+    pool_step = per_member(
+        lambda first, a: host_call(host_step, (obs_struct, vec, vec, flag), first, a),
+        len(pools))
     pool_restart = per_member(fresh, len(pools))
 
     def step(obs: jax.Array, action: jax.Array):
@@ -175,8 +178,8 @@ def task(name: str, num_envs: int, seed: int | Sequence[int] = 0) -> Task:
 def first_observations(pools: Pools, obs_struct) -> Callable:
     """``reset(key) -> obs [B, *obs_shape]`` float32: every env of the member's pool
     afresh (the pools are seeded when made; the key only orders the call)."""
-    return per_member(lambda key: host_call(
-        lambda k: pools.reset(k).astype(np.float32), obs_struct, key), len(pools))
+    return per_member(lambda first, key: host_call(
+        lambda f, k: pools.reset(f, k).astype(np.float32), obs_struct, first, key), len(pools))
 
 
 def for_members(seed: int | Sequence[int]) -> bool:
@@ -184,9 +187,11 @@ def for_members(seed: int | Sequence[int]) -> bool:
     return not isinstance(seed, (int, np.integer))
 
 
-def seeds_of(seed: int | Sequence[int]) -> tuple:
-    """The pools' seeds: one for a run, one per member for a sweep."""
-    return tuple(seed) if for_members(seed) else (seed,)
+def pools_of(make: Callable, seed: int | Sequence[int]) -> Pools:
+    """``make(seed)``'s pool for a run; for a sweep, one per member, ``make(seed[m])``,
+    made only for the members this process holds (``rlhp.envs.members.held``)."""
+    sweep = for_members(seed)
+    return Pools(make, tuple(seed) if sweep else (seed,), sweep)
 
 
 def pool_facts(name: str, pools: Pools, num_envs: int, seed):
@@ -195,8 +200,8 @@ def pool_facts(name: str, pools: Pools, num_envs: int, seed):
     a sequence) make a vmappable env of ``len(seed)`` members."""
     import envpool
 
-    space = pools.pools[0].action_space
-    obs_shape = tuple(pools.pools[0].observation_space.shape)
+    space = pools.any.action_space
+    obs_shape = tuple(pools.any.observation_space.shape)
     horizon = int(envpool.make_spec(MUJOCO_IDS[name]).config.max_episode_steps)
     sweep = for_members(seed)
     spec = EnvSpec(name=name, backend="envpool", num_envs=num_envs, obs_shape=obs_shape,
