@@ -99,47 +99,75 @@ def fresh_runs(rows: list[dict], labels: int) -> list[dict]:
                   key=lambda r: (not r["offline"], r["query"], r["seed"]))
 
 
-def plot_fresh(rows: list[dict], labels: int, threshold: float, steps_per_iteration: int,
+def fresh_budgets(rows: list[dict]) -> list[int]:
+    """The label budgets at which some run has a fresh-accuracy trace."""
+    return sorted({r["labels"] for r in rows if r.get("fresh_running")})
+
+
+def plot_fresh(rows: list[dict], threshold: float, steps_per_iteration: int,
                path: Path) -> None:
-    """Running fresh accuracy over env steps of every run at ``labels``: offline against
-    the online schemes, with the alarm threshold."""
+    """Running fresh accuracy over env steps of every run, a panel per label budget:
+    offline against the online schemes, with the alarm threshold."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    seen = set()
-    for r in fresh_runs(rows, labels):
-        y = np.array([np.nan if v is None else v for v in r["fresh_running"]])
-        x = steps_per_iteration * np.arange(1, len(y) + 1)
-        name = "offline, disagreement" if r["offline"] else f"online, {r['query']}"
-        color = "C2" if r["offline"] else STYLES[r["query"]][:2]
-        ax.plot(x, y, color=color, lw=1.6 if r["offline"] else 0.8,
-                label=None if name in seen else name)
-        seen.add(name)
-    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"alarm threshold {threshold:g}")
-    ax.set(xlabel="env steps", ylabel="running fresh accuracy", ylim=(0, 1.02),
-           title=f"gridworld, {labels} labels: r-hat against the teacher on fresh pairs")
-    ax.legend(loc="lower left", fontsize=7)
+    budgets = fresh_budgets(rows)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.2 * len(budgets), 4.2), sharey=True,
+                             squeeze=False)
+    for ax, labels in zip(axes[0], budgets):
+        seen = set()
+        for r in fresh_runs(rows, labels):
+            y = np.array([np.nan if v is None else v for v in r["fresh_running"]])
+            x = steps_per_iteration * np.arange(1, len(y) + 1)
+            name = "offline, disagreement" if r["offline"] else f"online, {r['query']}"
+            color = "C2" if r["offline"] else STYLES[r["query"]][:2]
+            ax.plot(x, y, color=color, lw=1.8 if r["offline"] else 0.7,
+                    label=None if name in seen else name)
+            if r["fresh_alarm_env_steps"] is not None:
+                ax.plot(r["fresh_alarm_env_steps"], threshold, "x", color=color, ms=8, mew=2)
+            seen.add(name)
+        ax.axhline(threshold, color="k", ls=":", lw=1, label=f"alarm threshold {threshold:g}")
+        fired = lambda offline: (sum(r["fresh_alarm_env_steps"] is not None for r in rs
+                                     if r["offline"] == offline), sum(r["offline"] == offline for r in rs))
+        rs = fresh_runs(rows, labels)
+        (fo, no), (fn, nn) = fired(True), fired(False)
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:.0f}k")
+        ax.set(xlabel="env steps", ylim=(0, 1.02),
+               title=f"{labels} labels: alarm offline {fo}/{no}, online {fn}/{nn}")
+    axes[0][0].set_ylabel("running fresh accuracy (x: alarm)")
+    axes[0][0].legend(loc="lower left", fontsize=7)
+    fig.suptitle("gridworld: r-hat against the teacher on the policy's fresh clips")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def fresh_markdown(rows: list[dict], labels: int, threshold: float) -> str:
-    lines = ["| mode | query | seed | alarm at env step | lowest running fresh accuracy | final |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in fresh_runs(rows, labels):
-        final = next((v for v in reversed(r["fresh_running"]) if v is not None), None)
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)
-        lines.append(f"| {'offline' if r['offline'] else 'online'} | {r['query']} | {r['seed']} | "
-                     f"{fmt(r['fresh_alarm_env_steps'], ',')} | {fmt(r['fresh_min'], '.3f')} | "
-                     f"{fmt(final, '.3f')} |")
-    for offline in (True, False):
-        rs = [r for r in fresh_runs(rows, labels) if r["offline"] == offline]
+def fresh_markdown(rows: list[dict], threshold: float) -> str:
+    """Per mode, scheme and budget: how many runs the alarm fired in, and their lowest and
+    final running fresh accuracy; then every offline run."""
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)
+    final = lambda r: next((v for v in reversed(r["fresh_running"]) if v is not None), None)
+    lines = [f"The alarm: running fresh accuracy below {threshold:g} with 95% confidence, "
+             f"after having reached it.\n",
+             "| mode | query | labels | runs | alarm fired | lowest running fresh accuracy "
+             "(min-max) | final (min-max) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    runs = [r for labels in fresh_budgets(rows) for r in fresh_runs(rows, labels)]
+    groups = {}
+    for r in runs:
+        groups.setdefault((not r["offline"], r["query"], r["labels"]), []).append(r)
+    span = lambda v: "-" if not v else f"{min(v):.2f}-{max(v):.2f}"
+    for (online, query, labels), rs in sorted(groups.items()):
         fired = sum(r["fresh_alarm_env_steps"] is not None for r in rs)
-        lines.append(f"\n{'offline' if offline else 'online'}: the alarm (running fresh accuracy "
-                     f"below {threshold:g} with 95% confidence, after reaching it) fired in "
-                     f"{fired} of {len(rs)} runs")
+        lines.append(f"| {'online' if online else 'offline'} | {query} | {labels} | {len(rs)} | "
+                     f"{fired} | {span([r['fresh_min'] for r in rs if r['fresh_min'] is not None])} | "
+                     f"{span([final(r) for r in rs if final(r) is not None])} |")
+    lines += ["", "| offline run | labels | seed | alarm at env step | lowest | final |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in (r for r in runs if r["offline"]):
+        lines.append(f"| {r['query']} | {r['labels']} | {r['seed']} | "
+                     f"{fmt(r['fresh_alarm_env_steps'], ',')} | {fmt(r['fresh_min'], '.3f')} | "
+                     f"{fmt(final(r), '.3f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,11 +228,11 @@ def main(argv=None):
     path.write_text(json.dumps({"runs": rows, "summary": summary}, indent=1))
     (out / "gridworld_sweep.md").write_text(markdown(summary))
     plot(summary, out / "gridworld_sweep.png")
-    top, cfg = max(r["labels"] for r in rows), preset("gridworld")
-    (out / "gridworld_fresh.md").write_text(fresh_markdown(rows, top, cfg.fresh_alarm))
-    plot_fresh(rows, top, cfg.fresh_alarm, cfg.batch_size, out / "gridworld_fresh.png")
+    cfg = preset("gridworld")
+    (out / "gridworld_fresh.md").write_text(fresh_markdown(rows, cfg.fresh_alarm))
+    plot_fresh(rows, cfg.fresh_alarm, cfg.batch_size, out / "gridworld_fresh.png")
     print(markdown(summary))
-    print(fresh_markdown(rows, top, cfg.fresh_alarm))
+    print(fresh_markdown(rows, cfg.fresh_alarm))
     return summary
 
 
