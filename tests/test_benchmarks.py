@@ -36,12 +36,14 @@ def test_throughput_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_envpool_sweep_tiny(tmp_path):
-    envpool_sweep.main(["--tiny", "--repeats", "1", "--json", str(tmp_path / "e.json")])
+    envpool_sweep.main(["--tiny", "--repeats", "1", "--separate", "2",
+                        "--json", str(tmp_path / "e.json")])
     rows = check(tmp_path / "e.json", envpool_sweep.COLUMNS)
-    assert [r["members"] for r in rows] == [0, 2]
+    assert [(r["members"], r["processes"]) for r in rows] == [(0, 1), (2, 1), (2, 2)]
     for r in rows:
         assert r["raw_steps_per_second"] > 0 and r["train_steps_per_second"] > 0
     assert rows[1]["per_member"] == rows[1]["train_steps_per_second"] / 2
+    assert rows[2]["per_member"] == rows[2]["train_steps_per_second"] / 2
 
 
 @pytest.mark.slow
