@@ -104,6 +104,11 @@ def fresh_budgets(rows: list[dict]) -> list[int]:
     return sorted({r["labels"] for r in rows if r.get("fresh_running")})
 
 
+def alarms(runs: list[dict]) -> int:
+    """How many of ``runs`` the alarm fired in."""
+    return sum(r["fresh_alarm_env_steps"] is not None for r in runs)
+
+
 def plot_fresh(rows: list[dict], threshold: float, steps_per_iteration: int,
                path: Path) -> None:
     """Running fresh accuracy over env steps of every run, a panel per label budget:
@@ -115,8 +120,8 @@ def plot_fresh(rows: list[dict], threshold: float, steps_per_iteration: int,
     fig, axes = plt.subplots(1, len(budgets), figsize=(4.2 * len(budgets), 4.2), sharey=True,
                              squeeze=False)
     for ax, labels in zip(axes[0], budgets):
-        seen = set()
-        for r in fresh_runs(rows, labels):
+        seen, rs = set(), fresh_runs(rows, labels)
+        for r in rs:
             y = np.array([np.nan if v is None else v for v in r["fresh_running"]])
             x = steps_per_iteration * np.arange(1, len(y) + 1)
             name = "offline, disagreement" if r["offline"] else f"online, {r['query']}"
@@ -127,13 +132,10 @@ def plot_fresh(rows: list[dict], threshold: float, steps_per_iteration: int,
                 ax.plot(r["fresh_alarm_env_steps"], threshold, "x", color=color, ms=8, mew=2)
             seen.add(name)
         ax.axhline(threshold, color="k", ls=":", lw=1, label=f"alarm threshold {threshold:g}")
-        fired = lambda offline: (sum(r["fresh_alarm_env_steps"] is not None for r in rs
-                                     if r["offline"] == offline), sum(r["offline"] == offline for r in rs))
-        rs = fresh_runs(rows, labels)
-        (fo, no), (fn, nn) = fired(True), fired(False)
+        off, on = [r for r in rs if r["offline"]], [r for r in rs if not r["offline"]]
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:.0f}k")
-        ax.set(xlabel="env steps", ylim=(0, 1.02),
-               title=f"{labels} labels: alarm offline {fo}/{no}, online {fn}/{nn}")
+        ax.set(xlabel="env steps", ylim=(0, 1.02), title=f"{labels} labels: alarm offline "
+               f"{alarms(off)}/{len(off)}, online {alarms(on)}/{len(on)}")
     axes[0][0].set_ylabel("running fresh accuracy (x: alarm)")
     axes[0][0].legend(loc="lower left", fontsize=7)
     fig.suptitle("gridworld: r-hat against the teacher on the policy's fresh clips")
@@ -158,9 +160,8 @@ def fresh_markdown(rows: list[dict], threshold: float) -> str:
         groups.setdefault((not r["offline"], r["query"], r["labels"]), []).append(r)
     span = lambda v: "-" if not v else f"{min(v):.2f}-{max(v):.2f}"
     for (online, query, labels), rs in sorted(groups.items()):
-        fired = sum(r["fresh_alarm_env_steps"] is not None for r in rs)
         lines.append(f"| {'online' if online else 'offline'} | {query} | {labels} | {len(rs)} | "
-                     f"{fired} | {span([r['fresh_min'] for r in rs if r['fresh_min'] is not None])} | "
+                     f"{alarms(rs)} | {span([r['fresh_min'] for r in rs if r['fresh_min'] is not None])} | "
                      f"{span([final(r) for r in rs if final(r) is not None])} |")
     lines += ["", "| offline run | labels | seed | alarm at env step | lowest | final |",
               "| --- | --- | --- | --- | --- | --- |"]
