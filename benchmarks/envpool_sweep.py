@@ -48,6 +48,12 @@ def side_by_side(task: str, processes: int, repeats: int, tiny: bool) -> dict:
                "0", "--repeats", str(repeats), "--barrier", f"{d}:{processes}"]
         procs = [subprocess.Popen(cmd + ["--json", f"{d}/{i}.json"] + ["--tiny"] * tiny,
                                   stdout=subprocess.DEVNULL) for i in range(processes)]
+        while any(p.poll() is None for p in procs):  # one failing stops the rest, which
+            if any(p.poll() for p in procs):          # would otherwise wait at the barrier
+                for p in procs:
+                    p.kill()
+                break
+            time.sleep(0.2)
         if any(p.wait() for p in procs):
             raise RuntimeError(f"a side-by-side process failed: {' '.join(cmd)}")
         rows = [json.loads(Path(d, f"{i}.json").read_text())["results"][0]
