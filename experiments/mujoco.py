@@ -11,7 +11,8 @@ config matches is read, not repeated; a stopped one continues with ``--resume``)
 
 Writes, per task, ``DIR/TASK/table.md``, ``table.json`` (mean standard return, its standard
 error, worst seed, wall time, env steps/s, the learned/true ratio of means with a paired
-bootstrap 95% interval, seeds reaching 50/80/90% of their own true-reward run) and
+bootstrap 95% interval, the same normalised by a random policy's return measured per seed,
+seeds reaching 50/80/90% of their own true-reward run) and
 ``curves.png`` (training-episode true return, mean +- 1 s.e. across seeds; standard returns
 per seed), and ``DIR/summary.md`` (one row per task and setting). See docs/mujoco-seeds.md.
 """
@@ -43,11 +44,16 @@ def standard_error(xs) -> float | None:
     return float(xs.std(ddof=1) / np.sqrt(xs.size)) if xs.size > 1 else None
 
 
-def bootstrap_ratio(learned, true, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED):
+def bootstrap_ratio(learned, true, floor=None, resamples: int = RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED):
     """``(mean(learned) / mean(true), low, high)``: the ratio of means and its 95% percentile
     interval over ``resamples`` draws of the seeds with replacement, each draw taking a seed's
-    two returns together (``learned[i]`` and ``true[i]`` are the same seed)."""
+    returns together (``learned[i]``, ``true[i]`` and ``floor[i]`` are the same seed).
+    ``floor``: a random policy's returns, subtracted from both first (the normalised score
+    ``(learned - random) / (true - random)``, for tasks whose returns are negative)."""
     learned, true = np.asarray(learned, float), np.asarray(true, float)
+    if floor is not None:
+        learned, true = learned - np.asarray(floor, float), true - np.asarray(floor, float)
     n = learned.size
     idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -62,14 +68,46 @@ def reaching(learned, true, fractions=THRESHOLDS) -> dict[str, int]:
     return {str(f): int((learned >= f * true).sum()) for f in fractions}
 
 
-def setting_stats(runs: list[dict], true_runs: list[dict] | None) -> dict:
+def random_returns(task: str, seed: int, episodes: int) -> np.ndarray:
+    """The standard returns ``[episodes]`` of random actions on ``task``, one episode in each
+    of ``episodes`` copies (a pool seeded ``seed``): the floor of the normalised score.
+    Continuous actions are N(0, 1) per dimension, clipped to the task's bounds by the env
+    (what PPO's untrained Gaussian policy samples); discrete ones uniform."""
+    import jax
+    from rlhp.envs import make_env
+    env = make_env(task, "auto", episodes, seed)
+    spec = env.spec
+
+    @jax.jit
+    def step(state, key):
+        action = (jax.random.randint(key, (episodes,), 0, spec.num_actions) if spec.discrete
+                  else jax.random.normal(key, (episodes, *spec.action_shape)))
+        return env.step(state, action)
+
+    key = jax.random.PRNGKey(seed)
+    state = env.reset(key)
+    ret, done = np.zeros(episodes), np.zeros(episodes, bool)
+    for t in range(spec.max_episode_steps):
+        state, out = step(state, jax.random.fold_in(key, t))
+        live = ~done & np.asarray(out.valid)
+        ret += np.where(live, np.asarray(out.reward), 0.0)
+        done |= live & np.asarray(out.terminated | out.truncated)
+        if done.all():
+            break
+    return ret
+
+
+def setting_stats(runs: list[dict], true_runs: list[dict] | None,
+                  floor: dict[int, float] | None = None) -> dict:
     """A setting's numbers over its finished runs; ``true_runs`` (None for the true-reward
-    baseline itself) pairs the ratio and the thresholds by seed."""
+    baseline itself) pairs the ratio and the thresholds by seed; ``floor`` (seed -> a random
+    policy's mean return) adds the normalised score on the seeds it covers."""
     ok = [r for r in runs if "true_return_mean" in r]
     returns = {r["seed"]: r["true_return_mean"] for r in ok}
     out = {"n": len(ok), "failed": [r["seed"] for r in runs if "error" in r], "returns": returns,
            "mean": None, "se": None, "min": None, "worst_seed": None, "wall_seconds_mean": None,
-           "env_steps_per_second_mean": None, "ratio_to_true": None, "reaching_true": None}
+           "env_steps_per_second_mean": None, "ratio_to_true": None, "reaching_true": None,
+           "normalised": None}
     if not ok:
         return out
     ys = np.array(list(returns.values()))
@@ -85,6 +123,12 @@ def setting_stats(runs: list[dict], true_runs: list[dict] | None) -> dict:
         out["ratio_to_true"] = {"ratio": ratio, "ci95": [low, high], "seeds": paired,
                                 "resamples": RESAMPLES, "rng_seed": BOOTSTRAP_SEED}
         out["reaching_true"] = {**reaching(a, b), "of": len(paired)}
+        floored = [s for s in paired if s in (floor or {})]
+        if floored:
+            score, low, high = bootstrap_ratio([returns[s] for s in floored],
+                                               [truth[s] for s in floored],
+                                               [floor[s] for s in floored])
+            out["normalised"] = {"ratio": score, "ci95": [low, high], "seeds": floored}
     return out
 
 
@@ -124,8 +168,8 @@ def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
 
 # ---- outputs ----
 
-def ratio_text(s: dict) -> str:
-    r = s["ratio_to_true"]
+def ratio_text(s: dict, key: str = "ratio_to_true") -> str:
+    r = s[key]
     return "-" if r is None else f"{r['ratio']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
 
 
@@ -137,8 +181,10 @@ def min_text(s: dict) -> str:
     return "-" if s["min"] is None else f"{num(s['min'], 1)} (seed {s['worst_seed']})"
 
 
-def task_table(task: str, steps: int | None, seeds: list[int], rows: list[dict]) -> str:
-    """``table.md``: the statistics per setting, then every seed's return."""
+def task_table(task: str, steps: int | None, seeds: list[int], rows: list[dict],
+               floor: dict[int, float]) -> str:
+    """``table.md``: the statistics per setting, the random floor, then every seed's
+    return."""
     def reach(s):
         r = s["reaching_true"]
         if r is None:
@@ -147,9 +193,11 @@ def task_table(task: str, steps: int | None, seeds: list[int], rows: list[dict])
 
     stats = markdown_table(
         ["setting", "runs", "mean ± s.e.", "min (seed)", "mean / true [95% CI]",
-         "seeds ≥ 50 / 80 / 90% of true", "wall s", "env steps/s"],
+         "(mean - random) / (true - random)", "seeds ≥ 50 / 80 / 90% of true", "wall s",
+         "env steps/s"],
         [[r["setting"], f"{r['n']}/{len(seeds)}", mean_text(r), min_text(r), ratio_text(r),
-          reach(r), num(r["wall_seconds_mean"]), num(r["env_steps_per_second_mean"])]
+          ratio_text(r, "normalised"), reach(r), num(r["wall_seconds_mean"]),
+          num(r["env_steps_per_second_mean"])]
          for r in rows])
     head = (f"# {task}: standard return over {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
             f"{'the preset steps' if steps is None else f'{steps:,} env steps'} per run\n\n")
@@ -157,12 +205,17 @@ def task_table(task: str, steps: int | None, seeds: list[int], rows: list[dict])
              "and std/sqrt(n) (ddof 1). mean / true: the ratio of the setting's mean to the "
              "--reward=true mean on the same seeds, with a 95% percentile interval from "
              f"{RESAMPLES:,} paired bootstrap resamples of the seeds (RNG seed "
-             f"{BOOTSTRAP_SEED}). seeds ≥ x% of true: seeds whose return reaches x% of their "
+             f"{BOOTSTRAP_SEED}). (mean - random) / (true - random): the same with a random "
+             "policy's mean return subtracted from both (the normalised score; the one to "
+             "read where returns are negative, as on Reacher). Random policy: N(0, 1) "
+             "actions clipped to the task's bounds, its standard return per seed "
+             f"({', '.join(f'{s}: {num(v, 1)}' for s, v in floor.items())}). "
+             "seeds ≥ x% of true: seeds whose return reaches x% of their "
              "own --reward=true run's. wall s, env steps/s: means over the runs.\n\n")
     return head + stats + notes + seed_table(rows, seeds, digits=1) + "\n"
 
 
-def plot(task: str, rows: list[dict], path: Path) -> None:
+def plot(task: str, rows: list[dict], floor: dict[int, float], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -184,6 +237,10 @@ def plot(task: str, rows: list[dict], path: Path) -> None:
     left.set(xlabel="env steps", ylabel=f"true return, training episodes ({SMOOTH}-point mean)",
              title=f"{task}: mean over seeds ± 1 s.e.")
     left.legend(loc="best", fontsize=8)
+    if floor:
+        right.axhline(float(np.mean(list(floor.values()))), ls=":", color="gray",
+                      label="random policy")
+        right.legend(loc="best", fontsize=8)
     right.set_xticks(range(len(rows)), [r["setting"] for r in rows], rotation=20, ha="right")
     right.set(ylabel="standard return (evaluation)", title="each seed one dot; mean ± 1 s.e.")
     fig.tight_layout()
@@ -194,26 +251,34 @@ def plot(task: str, rows: list[dict], path: Path) -> None:
 def summary_table(tasks: dict[str, list[dict]]) -> str:
     """``summary.md``: one row per task and setting."""
     return markdown_table(
-        ["task", "setting", "runs", "mean ± s.e.", "min (seed)", "mean / true [95% CI]"],
-        [[task, r["setting"], str(r["n"]), mean_text(r), min_text(r), ratio_text(r)]
+        ["task", "setting", "runs", "mean ± s.e.", "min (seed)", "mean / true [95% CI]",
+         "(mean - random) / (true - random)"],
+        [[task, r["setting"], str(r["n"]), mean_text(r), min_text(r), ratio_text(r),
+          ratio_text(r, "normalised")]
          for task, rows in tasks.items() for r in rows]) + "\n"
 
 
 def write_task(out: Path, task: str, steps: int | None, seeds: list[int],
                settings: list[tuple[str, str]], results: dict) -> list[dict]:
-    """Tables and plot of one task from ``results[(setting, seed)]``; returns its rows."""
+    """Tables and plot of one task from ``results[(setting, seed)]``, with a random
+    policy's returns measured on each seed; returns its rows."""
+    from rlhp.presets import preset
+    episodes = preset(task).eval_episodes
+    floor = {s: float(random_returns(task, s, episodes).mean()) for s in seeds}
     runs = {name: [results[name, s] for s in seeds] for name, _ in settings}
     rows = [{"setting": name, "args": args, "runs": runs[name],
              "run_dirs": [str(out / task / "runs" / f"{name}-s{s}") for s in seeds
                           if "error" not in results[name, s]],
-             **setting_stats(runs[name], runs.get(TRUE) if name != TRUE else None)}
+             **setting_stats(runs[name], runs.get(TRUE) if name != TRUE else None, floor)}
             for name, args in settings]
     d = out / task
     d.mkdir(parents=True, exist_ok=True)
     (d / "table.json").write_text(json.dumps(
-        {"task": task, "steps": steps, "seeds": seeds, "settings": rows}, indent=1))
-    (d / "table.md").write_text(task_table(task, steps, seeds, rows))
-    plot(task, rows, d / "curves.png")
+        {"task": task, "steps": steps, "seeds": seeds, "random": {"episodes": episodes,
+                                                                  "returns": floor},
+         "settings": rows}, indent=1))
+    (d / "table.md").write_text(task_table(task, steps, seeds, rows, floor))
+    plot(task, rows, floor, d / "curves.png")
     return rows
 
 

@@ -59,6 +59,8 @@ def test_mujoco_statistics_on_hand_worked_numbers():
     a, b = [90, 300, 120, 50, 210], [100, 310, 300, 200, 220]
     assert mujoco.bootstrap_ratio(a, b) == mujoco.bootstrap_ratio(a, b)
     assert mujoco.reaching([50, 80, 89, 100], [100] * 4) == {"0.5": 4, "0.8": 3, "0.9": 1}
+    # a random floor of -100 on both seeds: (-40 + 100) / (-20 + 100) and 0 / 80
+    assert mujoco.bootstrap_ratio([-40, -100], [-20, -20], [-100, -100]) == (0.375, 0.0, 0.75)
 
 
 def test_mujoco_setting_stats_pair_seeds_and_skip_failures():
@@ -77,9 +79,22 @@ def test_mujoco_setting_stats_pair_seeds_and_skip_failures():
     assert r["ci95"] == pytest.approx([0.5, 0.8])
     # seed 0 reaches 100 >= 0.5 * 200 only; seed 1 reaches 200 >= 0.8 * 250, not 0.9 * 250
     assert s["reaching_true"] == {"0.5": 2, "0.8": 1, "0.9": 0, "of": 2}
+    assert s["normalised"] is None  # no random floor given
+    # floor on seed 1 only: (200 - 50) / (250 - 50)
+    n = mujoco.setting_stats(learned, true, {1: 50.0})["normalised"]
+    assert n["seeds"] == [1] and n["ratio"] == pytest.approx(0.75)
     t = mujoco.setting_stats(true, None)
     assert t["ratio_to_true"] is None and t["mean"] == 250.0
     assert mujoco.setting_stats([{"seed": 0, "error": "x"}], true)["mean"] is None
+
+
+def test_mujoco_random_floor_is_one_reacher_episode_per_copy_and_seeded():
+    r = mujoco.random_returns("reacher", 3, 8)
+    assert r.shape == (8,) and (r < 0).all()
+    # one 50-step episode costs ~1.2 a step (distance and control); two would be ~-120
+    assert -100 < r.mean() < -20
+    assert (mujoco.random_returns("reacher", 3, 8) == r).all()
+    assert (mujoco.random_returns("reacher", 4, 8) != r).any()
 
 
 def test_mujoco_curves_smooth_five_points_and_band_over_seeds(tmp_path):
