@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from experiments import mujoco, seeds
@@ -95,6 +96,15 @@ def test_mujoco_random_floor_is_one_reacher_episode_per_copy_and_seeded():
     assert -100 < r.mean() < -20
     assert (mujoco.random_returns("reacher", 3, 8) == r).all()
     assert (mujoco.random_returns("reacher", 4, 8) != r).any()
+
+
+def test_health_probe_control_cost_clips_actions_and_stops_at_each_episodes_end():
+    from experiments.health_probe import control_costs
+    actions = np.array([[[0.5, 2.0], [1.0, 0.0]], [[0.0, -3.0], [1.0, 1.0]],
+                        [[9.0, 9.0], [1.0, 1.0]]])  # [T 3, E 2, A 2]
+    # episode 0 ends after step 2: (0.25 + 1) + (0 + 1), clipped to +-1; episode 1: 1 + 2 + 2
+    np.testing.assert_allclose(control_costs(actions, [2, 3], 0.5, -1.0, 1.0),
+                               [0.5 * 2.25, 0.5 * 5.0])
 
 
 def test_mujoco_curves_smooth_five_points_and_band_over_seeds(tmp_path):
