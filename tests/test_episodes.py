@@ -166,3 +166,33 @@ def test_clock_checkpoints_with_the_state(episodes, tmp_path):
         key = jax.random.PRNGKey(2)
         jax.tree.map(np.testing.assert_array_equal, run(restored, key)[1][1],
                      run(final, key)[1][1])
+
+
+@pytest.mark.parametrize("name", ("inverted_pendulum", "inverted_double_pendulum"))
+def test_a_pendulums_terminal_state_is_a_fall_that_restarts_at_once(name):
+    """The pole past its limit costs DOWN fall penalties (a fall's price on the other
+    tasks) and restarts the pendulum on the same step; the episode runs on to its horizon
+    (no terminal signal for the learner)."""
+    task = tapped(envpool_env.task(name, B, seed=0))
+    env = preference_episodes(task, DOWN, PENALTY)
+    state, (states, step, _) = jax.jit(rollout_fn(env))(env.reset(jax.random.PRNGKey(0)),
+                                                        jax.random.PRNGKey(1))
+    out = jax.tree.map(np.asarray, states.task[1])
+    valid, obs = np.asarray(step.valid), np.asarray(step.obs)
+    fell = out.terminated & valid
+    assert fell.sum() >= 2 * B  # random actions topple a pendulum within ~10-30 steps
+    assert not np.asarray(step.terminated).any()
+    assert (~valid[[H, 2 * H + 1]]).all() and valid.sum() == (T - 2) * B  # horizons only
+    seen = out.seen.astype(np.float64) + out.seen_lo
+    np.testing.assert_array_equal(np.asarray(step.reward)[fell],
+                                  (seen - DOWN * PENALTY).astype(np.float32)[fell])
+    np.testing.assert_array_equal(np.asarray(step.reward)[valid & ~fell],
+                                  seen.astype(np.float32)[valid & ~fell])
+    # the step's observation is a start state (within the reset noise), and the next step
+    # moves from it under its action rather than resetting again
+    # (cart position and pole angle or its sine); at the horizon the episode ends instead
+    restarted = fell & ~np.asarray(step.truncated)
+    noise = {"inverted_pendulum": 0.01, "inverted_double_pendulum": 0.1}[name]  # v5 resets
+    assert (np.abs(obs[..., :2]).max(-1) <= noise)[restarted].all()
+    i, b = np.nonzero(restarted[:-1])
+    assert i.size and (np.abs(obs[i + 1, b] - obs[i, b]).max(-1) > 1e-3).all()
