@@ -96,8 +96,9 @@ class TaskStep:
                 is the backend's float64 value; 0 where the backend computes in float32).
     healthy:    [B] bool, the task's own health rule after the step (True for tasks
                 without one).
-    terminated: [B] bool, a terminal state of the task other than a fall (e.g. a
-                pendulum's pole past its limit).
+    terminated: [B] bool, a terminal state of the task (a pendulum's pole past its
+                limit; tasks with a health rule report none: their falls are unhealthy
+                steps). Preference episodes count it as a fall.
     """
 
     obs: jax.Array

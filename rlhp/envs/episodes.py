@@ -20,7 +20,8 @@ length alone tells the learner how well it went. The paper removes that leak; he
   after ~650k steps (~100k with the restart).
 - the teacher's reward leaves out the control cost, which a person watching cannot see.
 
-- a pendulum's terminal state (the pole past its limit) is a fall too: the pendulum
+- a terminal state of the task is a fall too. Tasks with a health rule run without
+  termination, so only the pendulums have one (the pole past its limit): the pendulum
   restarts at once (envpool cannot hold a fallen one), inside the same episode, and the
   step costs what a fall costs a body that lies ``down_steps`` unhealthy steps:
   ``fall_penalty x down_steps``. Ending the episode there would hand the learner a lever
@@ -47,8 +48,6 @@ from rlhp.envs.base import Env, Step, Task
 FALL_PENALTY = 10.0
 # Unhealthy steps since its last start after which a fallen body restarts (0: never).
 DOWN_STEPS = 25
-# Tasks whose terminal state is a fall: it costs the penalty and restarts the body at once.
-TERMINAL_FALLS = ("inverted_pendulum", "inverted_double_pendulum")
 
 
 @struct.dataclass
@@ -80,14 +79,13 @@ def preference_episodes(task: Task, down_steps: int = DOWN_STEPS,
 
     ``Step.reward`` [B] is the teacher's reward: the task's reward with the control cost
     added back, minus ``fall_penalty`` on every unhealthy step. ``down_steps``: unhealthy
-    steps after which a fallen body restarts inside the episode (0: never). On the
-    ``TERMINAL_FALLS`` tasks a terminal state restarts the body at once and costs
-    ``fall_penalty x max(down_steps, 1)``; no episode ends before the horizon.
+    steps after which a fallen body restarts inside the episode (0: never). A terminal
+    state of the task restarts the body at once and costs ``fall_penalty x
+    max(down_steps, 1)``; no episode ends before the horizon.
     """
     horizon, B = task.spec.max_episode_steps, task.spec.num_envs
     penalty = jnp.float32(fall_penalty)
     fall_cost = jnp.float32(fall_penalty * max(down_steps, 1))
-    terminal_falls = task.spec.name in TERMINAL_FALLS
 
     def reset(key: jax.Array) -> EpisodeState:
         zeros = jnp.zeros(B, jnp.int32)
@@ -96,24 +94,17 @@ def preference_episodes(task: Task, down_steps: int = DOWN_STEPS,
     def step(state: EpisodeState, action: jax.Array):
         inner, out = task.step(state.task, action)
         valid = ~state.needs_reset
-        fallen = ~out.healthy
+        fallen = ~out.healthy | out.terminated
         t = jnp.where(valid, state.t + 1, 0)
-        terminated = out.terminated & valid
-        if terminal_falls:
-            fallen, terminated = fallen | out.terminated, jnp.zeros_like(terminated)
-        truncated = valid & (t >= horizon) & ~terminated
+        truncated = valid & (t >= horizon)
         down = jnp.where(valid, state.down + fallen, 0)
-        up_again = (down >= down_steps) & ~(terminated | truncated) if down_steps > 0 else False
-        if terminal_falls:
-            up_again = up_again | (out.terminated & valid & ~truncated)
-        restart = up_again | state.needs_reset
+        up_again = (down >= down_steps) if down_steps > 0 else False
+        restart = ((up_again | (out.terminated & valid)) & ~truncated) | state.needs_reset
         inner = task.restart(inner, restart)
-        reward = jnp.where(fallen, minus_rounded_once(out.seen, out.seen_lo, penalty), out.seen)
-        if terminal_falls:
-            reward = jnp.where(out.terminated,
-                               minus_rounded_once(out.seen, out.seen_lo, fall_cost), reward)
+        price = jnp.where(out.terminated, fall_cost, penalty)
+        reward = jnp.where(fallen, minus_rounded_once(out.seen, out.seen_lo, price), out.seen)
         step = Step(obs=task.obs(inner), reward=jnp.where(valid, reward, 0.0),
-                    terminated=terminated, truncated=truncated, valid=valid)
-        return EpisodeState(inner, t, jnp.where(restart, 0, down), terminated | truncated), step
+                    terminated=jnp.zeros_like(truncated), truncated=truncated, valid=valid)
+        return EpisodeState(inner, t, jnp.where(restart, 0, down), truncated), step
 
     return Env(task.spec, reset, step, lambda s: task.obs(s.task))
