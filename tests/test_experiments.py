@@ -201,3 +201,34 @@ def test_backflip_counts_turns_to_each_episodes_end_and_tiles_frames(tmp_path, m
     tiles = [sheet[r * 16 + 4:r * 16 + 12, c * 16 + 4:c * 16 + 12].mean()
              for r in range(2) for c in range(2)]
     np.testing.assert_allclose(tiles, [0, 75, 150, 225], atol=8)  # frames 0, 3, 6, 9
+
+
+def test_reward_switch_carries_the_policy_over_to_a_teacher_run(tmp_path):
+    import jax
+
+    from experiments import reward_switch
+    from rlhp import run
+
+    src, new = tmp_path / "learned", tmp_path / "teacher"
+    run.main(["--env", "gridworld", "--steps", "2048", "--seed", "0", "--run-dir", str(src),
+              "--no-video", "--wandb=disabled", "--checkpoint-every", "0"])
+    with pytest.raises(SystemExit, match="no action std"):
+        reward_switch.main([str(src), str(tmp_path / "std"), "--reset-std"])
+    reward_switch.main([str(src), str(new)])
+    with pytest.raises(SystemExit, match="exists"):
+        reward_switch.main([str(src), str(new)])
+
+    def restored(d):
+        cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(d)]))
+        _, ckpt, (state, meta) = run.prepare(cfg, d, True)
+        ckpt.close()
+        return cfg, state, meta
+
+    cfg_src, old, meta_src = restored(src)
+    cfg_new, state, meta = restored(new)
+    assert cfg_new.reward == "teacher" and cfg_new.replace(reward="learned") == cfg_src
+    assert state.pref is None and old.pref is not None and meta == meta_src
+    same = jax.tree.map(lambda a, b: bool((a == b).all()), state.agent, old.agent)
+    assert all(jax.tree.leaves(same))
+    rows = [json.loads(line) for line in (new / "metrics.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["iteration"] == meta["iteration"]

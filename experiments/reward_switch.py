@@ -1,0 +1,76 @@
+"""Continue a run's policy on another reward: is a learned-reward run's failure the policy's
+or r-hat's?
+
+    python -m experiments.reward_switch RUN_DIR NEW_DIR [--reward teacher]
+    python -m rlhp.run --run-dir NEW_DIR --resume
+
+Copies RUN_DIR's config to NEW_DIR with ``reward`` changed and saves RUN_DIR's latest
+checkpoint there without its reward learner: the policy and its optimiser, the env state
+and the observation statistics carry over; the return scaling starts afresh (as it does
+when exploration hands over to the task's reward). Resuming NEW_DIR then trains the same
+policy on, e.g., the teacher's own reward from where the learned-reward run stood, to the
+run's ``total_steps``, and evaluates it as usual. ``--reset-std`` also sets the policy's
+action std back to its initial 1 (``log_std`` 0): exploration as at the start.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("new_dir", type=Path)
+    p.add_argument("--reward", default="teacher", choices=("teacher", "true"))
+    p.add_argument("--reset-std", action="store_true",
+                   help="set the policy's log_std parameters to 0 (std 1, as at init)")
+    args = p.parse_args(argv)
+    import jax
+    import jax.numpy as jnp
+
+    from rlhp import normalize, run
+    from rlhp.outputs.checkpoint import Checkpointer
+
+    if args.new_dir.exists():
+        raise SystemExit(f"{args.new_dir} exists; choose a new directory")
+    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(args.run_dir)]))
+    _, ckpt, restored = run.prepare(cfg, args.run_dir, True)
+    ckpt.close()
+    if restored is None:
+        raise SystemExit(f"{args.run_dir} has no checkpoint to continue")
+    state, meta = restored
+    new_cfg = cfg.replace(reward=args.reward)
+    trainer, _, _ = run.prepare(new_cfg, args.new_dir, False)
+    state = state.replace(pref=None, reward_scale=normalize.return_scale(new_cfg.num_envs))
+    if args.reset_std:
+        if not any("log_std" in jax.tree_util.keystr(path) for path, _ in
+                   jax.tree_util.tree_flatten_with_path(state.agent.params)[0]):
+            raise SystemExit(f"--reset-std: the policy of {cfg.env} has no action std")
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: jnp.zeros_like(x) if "log_std" in jax.tree_util.keystr(path) else x,
+            state.agent.params)
+        state = state.replace(agent=state.agent.replace(params=params))
+    abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(new_cfg.seed),
+                              new_cfg.dynamic())
+    if jax.tree.structure(state) != jax.tree.structure(abstract):
+        raise SystemExit(f"the state of {args.run_dir} does not fit a {args.reward!r} run")
+    args.new_dir.mkdir(parents=True)
+    run.write_json(args.new_dir / "config.json", new_cfg.to_dict())
+    # the switched run's metrics continue the old run's up to the checkpoint
+    rows = [line for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["iteration"] <= meta["iteration"]]
+    (args.new_dir / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+    out = Checkpointer(args.new_dir)
+    out.save(int(meta["iteration"]), state, meta)
+    out.close()
+    shutil.copy(args.run_dir / "config.json", args.new_dir / "config.before-switch.json")
+    print(f"{args.new_dir}: the policy of {args.run_dir} at iteration {meta['iteration']}, "
+          f"reward={args.reward}; continue with: python -m rlhp.run --run-dir "
+          f"{args.new_dir} --resume")
+
+
+if __name__ == "__main__":
+    main()
