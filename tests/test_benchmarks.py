@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import (envpool_sweep, fit_products, flops, labels, rollout, scaling, stages,
-                        tables, throughput)
+from benchmarks import (conv, envpool_sweep, fit_products, flops, labels, rollout, scaling,
+                        stages, tables, throughput)
 
 
 def check(path, keys):
@@ -79,6 +79,15 @@ def test_scaling_tiny(tmp_path):
     assert {r["factor"] for r in rows} == {"num_envs", "ensemble_size", "sweep_width",
                                           "sweep_width, 2-unit networks",
                                           "one batched tiny matmul", "minibatch permutations"}
+
+
+@pytest.mark.slow
+def test_conv_tiny(tmp_path):
+    conv.main(["--tiny", "--repeats", "1", "--updates", "1", "--json", str(tmp_path / "c.json")])
+    rows = check(tmp_path / "c.json", ["stage", "xla_conv_ms", "im2col_ms", "ratio"])
+    assert [r["stage"] for r in rows] == ["reward fit (1 updates)", "A2C update",
+                                          "full train_step"]
+    assert all(r["xla_conv_ms"] > 0 and r["im2col_ms"] > 0 for r in rows)
 
 
 @pytest.mark.slow

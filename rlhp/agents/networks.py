@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhp.conv import Conv
+
 
 def orthogonal(scale: float):
     """Orthogonal initializer (gain ``scale``) by Gram-Schmidt in plain jnp ops.
@@ -93,8 +95,7 @@ class NatureCNN(nn.Module):
         lead = obs.shape[:-3]
         x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
         for filters, kernel, stride in self.LAYERS:
-            x = nn.relu(nn.Conv(filters, (kernel, kernel), (stride, stride), padding="VALID",
-                                kernel_init=orthogonal(np.sqrt(2)))(x))
+            x = nn.relu(Conv(filters, kernel, stride, kernel_init=orthogonal(np.sqrt(2)))(x))
         x = nn.relu(_dense(512, np.sqrt(2))(x.reshape(x.shape[0], -1)))
         logits = _dense(self.action_dim, 0.01)(x)
         value = _dense(1, 1.0)(x)[:, 0]

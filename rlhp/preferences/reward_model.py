@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rlhp import normalize
+from rlhp.conv import Conv
 
 RANDOM_ANSWER = 0.1  # the teacher is assumed to answer uniformly at random 10% of the time
 BLOCK_ROWS = 2048
@@ -85,7 +86,7 @@ class RewardCNN(nn.Module):
         lead = obs.shape[:-3]
         x = obs.reshape((-1,) + obs.shape[-3:])
         for kernel, stride in self.LAYERS:
-            x = nn.Conv(self.filters, (kernel, kernel), (stride, stride), padding="VALID")(x)
+            x = Conv(self.filters, kernel, stride)(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
             x = nn.Dropout(self.dropout, deterministic=not train)(nn.leaky_relu(x, 0.01))
         x = nn.leaky_relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)), 0.01)
