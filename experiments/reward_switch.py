@@ -46,12 +46,11 @@ def main(argv=None) -> None:
     trainer, _, _ = run.prepare(new_cfg, args.new_dir, False)
     state = state.replace(pref=None, reward_scale=normalize.return_scale(new_cfg.num_envs))
     if args.reset_std:
-        if not any("log_std" in jax.tree_util.keystr(path) for path, _ in
-                   jax.tree_util.tree_flatten_with_path(state.agent.params)[0]):
+        net = state.agent.params["params"]
+        if "log_std" not in net:
             raise SystemExit(f"--reset-std: the policy of {cfg.env} has no action std")
-        params = jax.tree_util.tree_map_with_path(
-            lambda path, x: jnp.zeros_like(x) if "log_std" in jax.tree_util.keystr(path) else x,
-            state.agent.params)
+        net = {**net, "log_std": jnp.zeros_like(net["log_std"])}
+        params = {**state.agent.params, "params": net}
         state = state.replace(agent=state.agent.replace(params=params))
     abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(new_cfg.seed),
                               new_cfg.dynamic())
