@@ -20,6 +20,19 @@ import shutil
 from pathlib import Path
 
 
+def start_run(new_dir: Path, cfg, state, meta: dict) -> None:
+    """A new run directory holding ``cfg`` and ``state`` as its checkpoint at
+    ``meta["iteration"]``, for ``python -m rlhp.run --run-dir NEW_DIR --resume``."""
+    from rlhp import run
+    from rlhp.outputs.checkpoint import Checkpointer
+
+    new_dir.mkdir(parents=True)
+    run.write_json(new_dir / "config.json", cfg.to_dict())
+    out = Checkpointer(new_dir)
+    out.save(int(meta["iteration"]), state, meta)
+    out.close()
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
@@ -32,7 +45,6 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
 
     from rlhp import normalize, run
-    from rlhp.outputs.checkpoint import Checkpointer
 
     if args.new_dir.exists():
         raise SystemExit(f"{args.new_dir} exists; choose a new directory")
@@ -56,15 +68,11 @@ def main(argv=None) -> None:
                               new_cfg.dynamic())
     if jax.tree.structure(state) != jax.tree.structure(abstract):
         raise SystemExit(f"the state of {args.run_dir} does not fit a {args.reward!r} run")
-    args.new_dir.mkdir(parents=True)
-    run.write_json(args.new_dir / "config.json", new_cfg.to_dict())
     # the switched run's metrics continue the old run's up to the checkpoint
     rows = [line for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()
             if json.loads(line)["iteration"] <= meta["iteration"]]
+    start_run(args.new_dir, new_cfg, state, meta)
     (args.new_dir / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
-    out = Checkpointer(args.new_dir)
-    out.save(int(meta["iteration"]), state, meta)
-    out.close()
     shutil.copy(args.run_dir / "config.json", args.new_dir / "config.before-switch.json")
     print(f"{args.new_dir}: the policy of {args.run_dir} at iteration {meta['iteration']}, "
           f"reward={args.reward}; continue with: python -m rlhp.run --run-dir "

@@ -203,26 +203,38 @@ def test_backflip_counts_turns_to_each_episodes_end_and_tiles_frames(tmp_path, m
     np.testing.assert_allclose(tiles, [0, 75, 150, 225], atol=8)  # frames 0, 3, 6, 9
 
 
-def test_reward_switch_carries_the_policy_over_to_a_teacher_run(tmp_path):
+@pytest.fixture(scope="module")
+def learned_run(tmp_path_factory):
+    """A short learned-reward gridworld run (one for the module)."""
+    from rlhp import run
+
+    src = tmp_path_factory.mktemp("runs") / "learned"
+    run.main(["--env", "gridworld", "--steps", "2048", "--seed", "0", "--run-dir", str(src),
+              "--no-video", "--wandb=disabled", "--checkpoint-every", "0"])
+    return src
+
+
+def restored(d):
+    """``(config, state, meta)`` of run directory ``d``'s last checkpoint."""
+    from rlhp import run
+
+    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(d)]))
+    _, ckpt, (state, meta) = run.prepare(cfg, d, True)
+    ckpt.close()
+    return cfg, state, meta
+
+
+def test_reward_switch_carries_the_policy_over_to_a_teacher_run(learned_run, tmp_path):
     import jax
 
     from experiments import reward_switch
-    from rlhp import run
 
-    src, new = tmp_path / "learned", tmp_path / "teacher"
-    run.main(["--env", "gridworld", "--steps", "2048", "--seed", "0", "--run-dir", str(src),
-              "--no-video", "--wandb=disabled", "--checkpoint-every", "0"])
+    src, new = learned_run, tmp_path / "teacher"
     with pytest.raises(SystemExit, match="no action std"):
         reward_switch.main([str(src), str(tmp_path / "std"), "--reset-std"])
     reward_switch.main([str(src), str(new)])
     with pytest.raises(SystemExit, match="exists"):
         reward_switch.main([str(src), str(new)])
-
-    def restored(d):
-        cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(d)]))
-        _, ckpt, (state, meta) = run.prepare(cfg, d, True)
-        ckpt.close()
-        return cfg, state, meta
 
     cfg_src, old, meta_src = restored(src)
     cfg_new, state, meta = restored(new)
@@ -232,3 +244,46 @@ def test_reward_switch_carries_the_policy_over_to_a_teacher_run(tmp_path):
     assert all(jax.tree.leaves(same))
     rows = [json.loads(line) for line in (new / "metrics.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["iteration"] == meta["iteration"]
+
+
+def test_frozen_reward_hands_a_fresh_policy_the_whole_reward_model(learned_run, tmp_path):
+    import jax
+
+    from experiments import frozen_reward
+    from rlhp import run
+
+    new = tmp_path / "frozen"
+    with pytest.raises(SystemExit, match="--set"):
+        frozen_reward.main([str(learned_run), str(tmp_path / "bad"), "--set", "gamma=2.0"])
+    frozen_reward.main([str(learned_run), str(new), "--seed", "5", "--set", "gamma=0.9"])
+    cfg_src, src, _ = restored(learned_run)
+    cfg, state, meta = restored(new)
+    assert cfg == cfg_src.replace(offline=True, seed=5, gamma=0.9) and meta["iteration"] == 0
+    same = jax.tree.map(lambda a, b: bool((a == b).all()), state.pref, src.pref)
+    assert all(jax.tree.leaves(same))                      # r-hat whole, statistics included
+    moved = jax.tree.map(lambda a, b: bool((a != b).any()), state.agent.params,
+                         src.agent.params)
+    assert all(jax.tree.leaves(moved))                     # a fresh policy
+    assert int(state.iteration) == 0
+    # and it trains on that r-hat, which never changes
+    assert run.main(["--run-dir", str(new), "--resume", "--no-video", "--wandb=disabled"]) == 0
+    _, after, _ = restored(new)
+    same = jax.tree.map(lambda a, b: bool((a == b).all()), after.pref.params, src.pref.params)
+    assert all(jax.tree.leaves(same)) and int(after.iteration) > 0
+
+
+def test_reward_map_bins_and_co_occurrence():
+    from experiments.reward_map import binned, co_occurrence
+
+    teacher = np.array([-10.0, -10.0, 1.0, 2.0, 3.0])
+    r_hat = np.array([-1.0, -3.0, 0.5, 0.1, 0.2])
+    rows = binned(teacher, r_hat, [-5.0, 1.5, 2.5])
+    assert [r[:2] for r in rows] == [("[-inf, -5)", 2), ("[-5, 1.5)", 1), ("[1.5, 2.5)", 1),
+                                     ("[2.5, inf)", 1)]
+    np.testing.assert_allclose([r[3] for r in rows], [-2.0, 0.5, 0.1, 0.2])
+    np.testing.assert_allclose(rows[0][4], 1.0)
+    # two envs, windows of 3 (the last, partial one dropped): env 0 moves then falls in its
+    # first window and only moves in its second; env 1 falls without moving, then idles
+    series = np.array([[2.0, 1.0], [-10.0, -10.0], [1.0, 1.0],
+                       [2.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 2.0]])
+    assert co_occurrence(series, 3, moving=1.5, fallen=-5.0) == (2, 1)

@@ -1,0 +1,93 @@
+"""r-hat against the teacher's per-step reward, on a run's final policy and on a random one.
+
+    python -m experiments.reward_map RUN_DIR [--bins=-5,0.5,1.5,2.5,3.5] [--rollouts 12]
+
+Restores the run's last checkpoint and rolls out, in its training (preference) episodes,
+its final policy and a freshly initialised (random) policy, ``--rollouts`` iterations each.
+Each step's r-hat (as the policy gets it: members normalised, averaged) is binned by the
+teacher's reward for that step; per bin it prints the steps, the teacher's mean and r-hat's
+mean and std. Where r-hat's means do not rise with the teacher's across the bins, a policy
+climbing r-hat must pass through states r-hat ranks below where it stands: on Hopper,
+upright steps at 1-3 m/s against standing still (docs/hopper-valley.md).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def binned(teacher: np.ndarray, r_hat: np.ndarray, edges) -> list[tuple]:
+    """Rows ``(label, steps, teacher mean, r-hat mean, r-hat std)`` for the non-empty bins
+    of ``teacher [N]`` cut at ``edges`` (ascending), with ``r_hat [N]`` alongside."""
+    cuts = [-np.inf, *edges, np.inf]
+    rows = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        m = (teacher >= lo) & (teacher < hi)
+        if m.any():
+            rows.append((f"[{lo:g}, {hi:g})", int(m.sum()), float(teacher[m].mean()),
+                         float(r_hat[m].mean()), float(r_hat[m].std())))
+    return rows
+
+
+def co_occurrence(teacher: np.ndarray, length: int, moving: float, fallen: float):
+    """Of the back-to-back ``length``-step windows of ``teacher [T, B]`` (per env), how many
+    hold a step worth ``>= moving`` and how many of those also a step worth ``< fallen``."""
+    T = teacher.shape[0] // length * length
+    w = teacher[:T].reshape(T // length, length, -1)
+    has_moving, has_fall = (w >= moving).any(1), (w < fallen).any(1)
+    return int(has_moving.sum()), int((has_moving & has_fall).sum())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--bins", default="-5,0.5,1.5,2.5,3.5",
+                   help="comma-separated edges of the teacher's per-step reward")
+    p.add_argument("--rollouts", type=int, default=12, help="iterations rolled out per policy")
+    p.add_argument("--seed", type=int, default=123, help="seed of the random policy")
+    p.add_argument("--moving", type=float, default=1.5,
+                   help="a step worth at least this to the teacher counts as moving upright")
+    p.add_argument("--fallen", type=float, default=-5.0,
+                   help="a step worth less than this to the teacher counts as fallen")
+    args = p.parse_args(argv)
+    import jax
+
+    from rlhp import run
+    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
+    if cfg.reward != "learned":
+        raise SystemExit(f"{args.run_dir}: reward={cfg.reward!r} has no r-hat to map")
+    trainer, ckpt, restored = run.prepare(cfg, Path(args.run_dir), True)
+    ckpt.close()
+    if restored is None:
+        raise SystemExit(f"{args.run_dir}: no checkpoint yet")
+    state = restored[0]
+    edges = [float(x) for x in args.bins.split(",")]
+    rollout = jax.jit(trainer.rollout)
+    predict = jax.jit(lambda o, a: trainer.learner.predict(state.pref, o, a, cfg.reward_std))
+    random_policy = trainer.agent.init(jax.random.PRNGKey(args.seed), state.obs)
+    for name, s in [("final policy", state), ("random policy", state.replace(agent=random_policy))]:
+        teacher, r_hat, series = [], [], []
+        for _ in range(args.rollouts):
+            s, ro = rollout(s)
+            valid = np.asarray(ro.step.valid).reshape(-1)
+            flat = lambda x: x.reshape((-1,) + x.shape[2:])
+            r_hat.append(np.asarray(predict(flat(ro.obs), flat(ro.action)))[valid])
+            teacher.append(np.asarray(ro.step.reward).reshape(-1)[valid])
+            series.append(np.asarray(ro.step.reward))
+        teacher, r_hat = np.concatenate(teacher), np.concatenate(r_hat)
+        L = trainer.learner.segment_length
+        moving, both = co_occurrence(np.concatenate(series), L, args.moving, args.fallen)
+        print(f"{args.run_dir}, {name}: {len(teacher):,} steps; teacher {teacher.mean():+.2f}, "
+              f"r-hat {r_hat.mean():+.3f} per step")
+        print("  teacher's reward      steps   teacher   r-hat (std)")
+        for label, n, t, r, sd in binned(teacher, r_hat, edges):
+            print(f"  {label:<18} {n:8,}   {t:+7.2f}   {r:+.3f} ({sd:.3f})")
+        print(f"  {L}-step windows (the run's segment length) with a step worth >= "
+              f"{args.moving:g}: {moving:,}; of those also with a step < {args.fallen:g}: "
+              f"{both:,} ({both / max(moving, 1):.0%})")
+
+
+if __name__ == "__main__":
+    main()
