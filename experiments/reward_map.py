@@ -47,6 +47,8 @@ def main(argv=None) -> None:
                    help="comma-separated edges of the teacher's per-step reward")
     p.add_argument("--rollouts", type=int, default=12, help="iterations rolled out per policy")
     p.add_argument("--seed", type=int, default=123, help="seed of the random policy")
+    p.add_argument("--window", type=int, default=0,
+                   help="steps per window of the co-occurrence count (0: the run's segment length)")
     p.add_argument("--moving", type=float, default=1.5,
                    help="a step worth at least this to the teacher counts as moving upright")
     p.add_argument("--fallen", type=float, default=-5.0,
@@ -77,14 +79,14 @@ def main(argv=None) -> None:
             teacher.append(np.asarray(ro.step.reward).reshape(-1)[valid])
             series.append(np.asarray(ro.step.reward))
         teacher, r_hat = np.concatenate(teacher), np.concatenate(r_hat)
-        L = trainer.learner.segment_length
+        L = args.window or trainer.learner.segment_length
         moving, both = co_occurrence(np.concatenate(series), L, args.moving, args.fallen)
         print(f"{args.run_dir}, {name}: {len(teacher):,} steps; teacher {teacher.mean():+.2f}, "
               f"r-hat {r_hat.mean():+.3f} per step")
         print("  teacher's reward      steps   teacher   r-hat (std)")
         for label, n, t, r, sd in binned(teacher, r_hat, edges):
             print(f"  {label:<18} {n:8,}   {t:+7.2f}   {r:+.3f} ({sd:.3f})")
-        print(f"  {L}-step windows (the run's segment length) with a step worth >= "
+        print(f"  {L}-step windows with a step worth >= "
               f"{args.moving:g}: {moving:,}; of those also with a step < {args.fallen:g}: "
               f"{both:,} ({both / max(moving, 1):.0%})")
 
