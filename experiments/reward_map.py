@@ -2,13 +2,15 @@
 
     python -m experiments.reward_map RUN_DIR [--bins=-5,0.5,1.5,2.5,3.5] [--rollouts 12]
 
-Restores the run's last checkpoint and rolls out, in its training (preference) episodes,
-its final policy and a freshly initialised (random) policy, ``--rollouts`` iterations each.
-Each step's r-hat (as the policy gets it: members normalised, averaged) is binned by the
-teacher's reward for that step; per bin it prints the steps, the teacher's mean and r-hat's
-mean and std. Where r-hat's means do not rise with the teacher's across the bins, a policy
-climbing r-hat must pass through states r-hat ranks below where it stands: on Hopper,
-upright steps at 1-3 m/s against standing still (docs/hopper-valley.md).
+Restores the run's last checkpoint and rolls out, in its training (preference) episodes
+started afresh, its final policy and a freshly initialised (random) policy, ``--rollouts``
+iterations each. Each step's r-hat (as the policy gets it: members normalised, averaged) is
+binned by the teacher's reward for that step; per bin it prints the steps, the teacher's
+mean and r-hat's mean and std. Where r-hat's means do not rise with the teacher's across
+the bins, a policy climbing r-hat must pass through states r-hat ranks below where it
+stands: on Hopper, a random policy's upright steps at 0.5-1.5 m/s against standing still
+(docs/hopper-valley.md). Last, how many of the rollout's windows with a moving step also
+hold a fallen one (``--window``, ``--moving``, ``--fallen``).
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ def main(argv=None) -> None:
     import jax
 
     from rlhp import run
+    from rlhp.train import restart_episodes
     cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
     if cfg.reward != "learned":
         raise SystemExit(f"{args.run_dir}: reward={cfg.reward!r} has no r-hat to map")
@@ -69,7 +72,11 @@ def main(argv=None) -> None:
     rollout = jax.jit(trainer.rollout)
     predict = jax.jit(lambda o, a: trainer.learner.predict(state.pref, o, a, cfg.reward_std))
     random_policy = trainer.agent.init(jax.random.PRNGKey(args.seed), state.obs)
+    # every env restarts its episode first: the observation saved with the checkpoint is not
+    # the one a host pool (envpool) holds after a restore or after the other policy's turn
+    restart = jax.jit(lambda s: restart_episodes(trainer, s, jax.random.PRNGKey(args.seed)))
     for name, s in [("final policy", state), ("random policy", state.replace(agent=random_policy))]:
+        s = restart(s)
         teacher, r_hat, series = [], [], []
         for _ in range(args.rollouts):
             s, ro = rollout(s)
