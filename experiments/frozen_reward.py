@@ -7,9 +7,10 @@ NEW_DIR is an offline run (the reward model never changes) with RUN_DIR's config
 and ``--set`` applied; its initial state (a fresh policy, fresh observation statistics) gets
 RUN_DIR's last reward model whole: parameters, the input normalisation it was fit with and
 its members' output statistics. Resuming NEW_DIR trains that policy from scratch on RUN_DIR's
-r-hat to ``total_steps`` and evaluates it as usual. If a run that learned the task hands a
-fresh policy an r-hat that does not teach it, the trap is in r-hat's shape, not in when its
-labels came (docs/hopper-valley.md).
+r-hat to ``total_steps`` and evaluates it as usual. (The reward model the new run's own
+offline pretraining fits is discarded.) If a run that learned the task hands a fresh policy
+an r-hat that does not teach it, that r-hat is right only near the policy it was fit
+beside: on Hopper, both hopping sources tried (docs/hopper-valley.md).
 """
 from __future__ import annotations
 
