@@ -31,19 +31,15 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import jax
 
-    from experiments.reward_switch import start_run
+    from experiments.run_dirs import restore_run, start_run
     from rlhp import run
     from rlhp.config import ConfigError
 
     if args.new_dir.exists():
         raise SystemExit(f"{args.new_dir} exists; choose a new directory")
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(args.run_dir)]))
+    cfg, _, source, _ = restore_run(args.run_dir)
     if cfg.reward != "learned":
         raise SystemExit(f"{args.run_dir}: reward={cfg.reward!r} has no r-hat to hand over")
-    _, ckpt, restored = run.prepare(cfg, args.run_dir, True)
-    ckpt.close()
-    if restored is None:
-        raise SystemExit(f"{args.run_dir} has no checkpoint yet")
     try:
         new_cfg = cfg.replace(offline=True, seed=cfg.seed if args.seed is None else args.seed)
         new_cfg = new_cfg.override(args.set)
@@ -51,11 +47,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"--set: {e}") from None
     trainer, _, _ = run.prepare(new_cfg, args.new_dir, False)
     t0 = time.time()
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(new_cfg.seed), new_cfg.dynamic())
-    state = state.replace(pref=restored[0].pref)
-    abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(new_cfg.seed), new_cfg.dynamic())
-    if jax.tree.structure(state) != jax.tree.structure(abstract) or any(
-            a.shape != b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(abstract))):
+    fresh = jax.jit(trainer.init)(jax.random.PRNGKey(new_cfg.seed), new_cfg.dynamic())
+    state = fresh.replace(pref=source.pref)
+    if jax.tree.structure(state) != jax.tree.structure(fresh) or any(
+            a.shape != b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(fresh))):
         raise SystemExit(f"the reward model of {args.run_dir} does not fit the new config")
     meta = {"iteration": new_cfg.explore_iterations, "train_seconds": time.time() - t0,
             "wandb_id": secrets.token_hex(4)}

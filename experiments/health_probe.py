@@ -13,7 +13,6 @@ learned policy may spend torque freely: Reacher charges 1 per unit of squared ac
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -22,11 +21,10 @@ def replay(run_dir, pick):
     """A finished or stopped run's final evaluation replayed from its last checkpoint:
     ``(trainer, state, (returns [E], lengths [E], kept))`` as
     ``rlhp.outputs.video.evaluation`` gives them for ``pick(env_state, action)``."""
-    from rlhp import run
+    from experiments.run_dirs import restore_run
     from rlhp.outputs.video import evaluation
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(run_dir)]))
-    trainer, _, restored = run.prepare(cfg, Path(run_dir), True)
-    return trainer, restored[0], evaluation(trainer, restored[0], pick)
+    _, trainer, state, _ = restore_run(run_dir)
+    return trainer, state, evaluation(trainer, state, pick)
 
 
 def control_costs(actions, lengths, weight: float, low, high) -> np.ndarray:

@@ -15,7 +15,6 @@ hold a fallen one (``--window``, ``--moving``, ``--fallen``).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -58,16 +57,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import jax
 
-    from rlhp import run
+    from experiments.run_dirs import restore_run
     from rlhp.train import restart_episodes
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", args.run_dir]))
+    cfg, trainer, state, _ = restore_run(args.run_dir)
     if cfg.reward != "learned":
         raise SystemExit(f"{args.run_dir}: reward={cfg.reward!r} has no r-hat to map")
-    trainer, ckpt, restored = run.prepare(cfg, Path(args.run_dir), True)
-    ckpt.close()
-    if restored is None:
-        raise SystemExit(f"{args.run_dir}: no checkpoint yet")
-    state = restored[0]
     edges = [float(x) for x in args.bins.split(",")]
     rollout = jax.jit(trainer.rollout)
     predict = jax.jit(lambda o, a: trainer.learner.predict(state.pref, o, a, cfg.reward_std))

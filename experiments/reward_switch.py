@@ -20,19 +20,6 @@ import shutil
 from pathlib import Path
 
 
-def start_run(new_dir: Path, cfg, state, meta: dict) -> None:
-    """A new run directory holding ``cfg`` and ``state`` as its checkpoint at
-    ``meta["iteration"]``, for ``python -m rlhp.run --run-dir NEW_DIR --resume``."""
-    from rlhp import run
-    from rlhp.outputs.checkpoint import Checkpointer
-
-    new_dir.mkdir(parents=True)
-    run.write_json(new_dir / "config.json", cfg.to_dict())
-    out = Checkpointer(new_dir)
-    out.save(int(meta["iteration"]), state, meta)
-    out.close()
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
@@ -44,16 +31,12 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
+    from experiments.run_dirs import restore_run, start_run
     from rlhp import normalize, run
 
     if args.new_dir.exists():
         raise SystemExit(f"{args.new_dir} exists; choose a new directory")
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(args.run_dir)]))
-    _, ckpt, restored = run.prepare(cfg, args.run_dir, True)
-    ckpt.close()
-    if restored is None:
-        raise SystemExit(f"{args.run_dir} has no checkpoint to continue")
-    state, meta = restored
+    cfg, _, state, meta = restore_run(args.run_dir)
     new_cfg = cfg.replace(reward=args.reward)
     trainer, _, _ = run.prepare(new_cfg, args.new_dir, False)
     state = state.replace(pref=None, reward_scale=normalize.return_scale(new_cfg.num_envs))

@@ -216,11 +216,9 @@ def learned_run(tmp_path_factory):
 
 def restored(d):
     """``(config, state, meta)`` of run directory ``d``'s last checkpoint."""
-    from rlhp import run
+    from experiments.run_dirs import restore_run
 
-    cfg, _ = run.build_config(run.parse_args(["--resume", "--run-dir", str(d)]))
-    _, ckpt, (state, meta) = run.prepare(cfg, d, True)
-    ckpt.close()
+    cfg, _, state, meta = restore_run(d)
     return cfg, state, meta
 
 
