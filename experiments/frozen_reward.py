@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import jax
 
-    from experiments.run_dirs import restore_run, start_run
+    from experiments.run_dirs import fits, restore_run, start_run
     from rlhp import run
     from rlhp.config import ConfigError
 
@@ -49,8 +49,7 @@ def main(argv=None) -> None:
     t0 = time.time()
     fresh = jax.jit(trainer.init)(jax.random.PRNGKey(new_cfg.seed), new_cfg.dynamic())
     state = fresh.replace(pref=source.pref)
-    if jax.tree.structure(state) != jax.tree.structure(fresh) or any(
-            a.shape != b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(fresh))):
+    if not fits(state, fresh):
         raise SystemExit(f"the reward model of {args.run_dir} does not fit the new config")
     meta = {"iteration": new_cfg.explore_iterations, "train_seconds": time.time() - t0,
             "wandb_id": secrets.token_hex(4)}

@@ -71,15 +71,14 @@ def main(argv=None) -> None:
     restart = jax.jit(lambda s: restart_episodes(trainer, s, jax.random.PRNGKey(args.seed)))
     for name, s in [("final policy", state), ("random policy", state.replace(agent=random_policy))]:
         s = restart(s)
-        teacher, r_hat, series = [], [], []
+        r_hat, series, valid = [], [], []
         for _ in range(args.rollouts):
             s, ro = rollout(s)
-            valid = np.asarray(ro.step.valid).reshape(-1)
-            flat = lambda x: x.reshape((-1,) + x.shape[2:])
-            r_hat.append(np.asarray(predict(flat(ro.obs), flat(ro.action)))[valid])
-            teacher.append(np.asarray(ro.step.reward).reshape(-1)[valid])
+            r_hat.append(np.asarray(predict(ro.obs, ro.action)))
             series.append(np.asarray(ro.step.reward))
-        teacher, r_hat = np.concatenate(teacher), np.concatenate(r_hat)
+            valid.append(np.asarray(ro.step.valid))
+        valid = np.concatenate(valid)
+        teacher, r_hat = np.concatenate(series)[valid], np.concatenate(r_hat)[valid]
         L = args.window or trainer.learner.segment_length
         moving, both = co_occurrence(np.concatenate(series), L, args.moving, args.fallen)
         print(f"{args.run_dir}, {name}: {len(teacher):,} steps; teacher {teacher.mean():+.2f}, "

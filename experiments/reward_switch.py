@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from experiments.run_dirs import restore_run, start_run
+    from experiments.run_dirs import fits, restore_run, start_run
     from rlhp import normalize, run
 
     if args.new_dir.exists():
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
         state = state.replace(agent=state.agent.replace(params=params))
     abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(new_cfg.seed),
                               new_cfg.dynamic())
-    if jax.tree.structure(state) != jax.tree.structure(abstract):
+    if not fits(state, abstract):
         raise SystemExit(f"the state of {args.run_dir} does not fit a {args.reward!r} run")
     # the switched run's metrics continue the old run's up to the checkpoint
     rows = [line for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()

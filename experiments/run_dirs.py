@@ -18,6 +18,15 @@ def restore_run(run_dir):
     return (cfg, trainer, *restored)
 
 
+def fits(state, reference) -> bool:
+    """Whether ``state`` has ``reference``'s tree and leaf shapes (``reference`` may be
+    abstract, e.g. from ``jax.eval_shape``): a handed-over state a new run can resume."""
+    import jax
+
+    return jax.tree.structure(state) == jax.tree.structure(reference) and all(
+        a.shape == b.shape for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference)))
+
+
 def start_run(new_dir: Path, cfg, state, meta: dict) -> None:
     """A new run directory holding ``cfg`` and ``state`` as its checkpoint at
     ``meta["iteration"]``, for ``python -m rlhp.run --run-dir NEW_DIR --resume``."""
