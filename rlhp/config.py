@@ -159,6 +159,10 @@ class RewardModelConfig:
                                 high=2**20)
     reward_updates: int = setting(8, "reward-model minibatch steps per iteration", low=0,
                                   high=2**20)
+    reward_fit: str = setting(
+        "every", "when r-hat is fit during RL: every iteration, or only in iterations that "
+        "brought new labels (r-hat stays as it is in between; pretraining is unchanged)",
+        choices=("every", "new_labels"))
     reward_split_sample: int = setting(
         64, "labels per member drawn each iteration to estimate its training and held-out "
         "losses (the adaptive L2 rule, the accuracy figures)", low=1, high=2**16)
@@ -190,6 +194,10 @@ class QueryConfig:
                             "reward model (ablation)")
     segment_length: int = setting(0, "L in env steps; 0: 1.5 s of task time, clipped to "
                                   "[15, 60] and to half an episode", low=0, high=2**16)
+    upfront_segment_length: int = setting(
+        0, "the up-front labels' clips: only the last N steps of each segment count (its "
+        "head blanked alike in every clip, so it cancels from every comparison); 0: all L",
+        low=0, high=2**16)
     segment_capacity: int = setting(256, "segments kept to pair up for queries", low=1,
                                     high=EXACT_F32)
     max_labels: int = setting(0, "capacity of the comparison database (0: the label budget); "
@@ -400,6 +408,13 @@ class Config(TeacherConfig, QueryConfig, RewardModelConfig, AgentConfig, EnvConf
             raise ConfigError("teacher='human' cannot run offline: a person answers while "
                               "the policy trains (the reward model would be frozen first)",
                               "teacher")
+        if self.reward_fit == "new_labels" and self.teacher == "human":
+            raise ConfigError("reward_fit='new_labels' needs a synthetic teacher: a person's "
+                              "answers arrive on the host between chunks, unseen by the "
+                              "step", "reward_fit")
+        if self.upfront_segment_length and self.teacher == "human":
+            raise ConfigError("upfront_segment_length needs a synthetic teacher (the labelling "
+                              "page shows whole clips)", "upfront_segment_length")
         if self.segment_length > self.rollout_length:
             raise ConfigError(f"segment_length={self.segment_length}: must lie in [0, "
                               f"rollout_length={self.rollout_length}]", "segment_length")

@@ -23,7 +23,7 @@ from rlhp.agents import Agent, Transitions, make_agent
 from rlhp.agents.ppo import masked_mean
 from rlhp.config import Config, ConfigError, Dynamic
 from rlhp.envs import Env, Step
-from rlhp.preferences import frames, reward_model, schedule
+from rlhp.preferences import frames, reward_model, schedule, segments
 from rlhp.preferences.learner import FreshLabels, PrefState, RewardLearner
 
 AUDIT_STREAM = 0xA0D17
@@ -112,6 +112,9 @@ def make_learner(cfg: Config, spec) -> RewardLearner:
     if L > cfg.rollout_length:
         raise ConfigError(f"segment_length={cfg.segment_length} (L={L} steps): must be at most "
                           f"rollout_length={cfg.rollout_length}", "segment_length")
+    if cfg.upfront_segment_length > L or (cfg.upfront_segment_length and spec.frame_stack):
+        raise ConfigError(f"upfront_segment_length={cfg.upfront_segment_length}: must lie in "
+                          f"[0, L={L}], on vector observations", "upfront_segment_length")
     if cfg.reward_net == "cnn":
         if not spec.frame_stack:
             raise ConfigError(f"reward_net='cnn' needs image observations; {spec.name} has "
@@ -283,12 +286,16 @@ def make_train(cfg: Config, env: Env) -> Trainer:
 
         state, _ = jax.lax.scan(collect, state, None, cfg.prefill_iterations)
         pref = state.pref.replace(obs_stats=state.obs_stats)
+        whole = pref.segments
+        if cfg.upfront_segment_length:  # asked on the clips' tails; RL pairs whole clips
+            head = learner.segment_length - cfg.upfront_segment_length
+            pref = pref.replace(segments=segments.blank_head(whole, head))
         key, k_ask, k_fit = jax.random.split(state.key, 3)
         pref, _ = ask(pref, k_ask, cfg.upfront_labels,
                       jnp.round(dyn.upfront_fraction * dyn.labels), dyn.query,
                       dyn.teacher_params())
-        pref = learner.fit_in_rounds(pref, k_fit, cfg.pretrain_updates, cfg.pretrain_rounds,
-                                     dyn.reward_lr)
+        pref = learner.fit_in_rounds(pref.replace(segments=whole), k_fit, cfg.pretrain_updates,
+                                     cfg.pretrain_rounds, dyn.reward_lr)
         return state.replace(pref=freeze(pref, dyn.reward_std), key=key)
 
     # What the policy learns from (chosen once): r-hat, or the env's reward.
@@ -323,9 +330,19 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         audited = audit(state, pref, dyn)
         pref, fresh = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
                           dyn.teacher_params())
-        pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
+        pref, diag = fit(pref, k_fit, pref.asked > state.pref.asked, dyn)
         return (state.replace(pref=pref, key=key),
                 {**judge(pref, diag, judged, ro), **fresh_metrics(fresh, *audited)})
+
+    def fit(pref: PrefState, key, labelled, dyn: Dynamic):
+        """The fit of one iteration: ``cfg.reward_updates`` steps, or with ``reward_fit =
+        "new_labels"`` only when ``labelled`` (this iteration asked new labels; else r-hat
+        and its L2 weight stay, and only the loss figures are estimated)."""
+        step = lambda pref: learner.fit(pref, key, cfg.reward_updates, dyn.reward_lr)
+        if cfg.reward_fit == "every":
+            return step(pref)
+        return jax.lax.cond(labelled, step,
+                            lambda pref: (pref, learner.split_losses(pref, key)), pref)
 
     def learn_nothing(state: TrainState, ro: Rollout, judged, dyn: Dynamic):
         """Offline: the reward model stays as pretraining left it; only its figures (with

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp.preferences import reward_model, teachers
+from rlhp.preferences import reward_model, segments, teachers
 from rlhp.preferences.learner import FreshLabels, RewardLearner
 from rlhp.preferences.teachers import TEACHERS
 
@@ -155,3 +155,25 @@ def test_fresh_labels_are_r_hat_before_the_fit_against_the_teacher():
     assert all(bool(a.judged.all()) for a in right)  # continuous returns: no ties
     assert bool(right[0].correct.all()) and not bool(right[1].correct.any())
     chex.assert_trees_all_equal(jax.tree.structure(net(1.0)), jax.tree.structure(pref.params))
+
+
+def test_blanked_heads_compare_as_their_tails():
+    """Segments with their first ``L - 1`` steps blanked: the oracle answers every pair by
+    the last step's reward alone, and r-hat's pair differences are those of the last step
+    (the blanked steps add one value to both sums)."""
+    learner = make_learner(label_capacity=8)
+    pref = filled(learner, 12)
+    pref = pref.replace(segments=segments.blank_head(pref.segments, L - 1))
+    seg = pref.segments
+    assert not np.asarray(seg.obs[:12, :L - 1]).any() and np.asarray(seg.obs[:12, -1]).all()
+    pref, _ = learner.ask(pref, jax.random.PRNGKey(3), 6, 6, jnp.float32(0), oracle())
+    db = pref.db
+    tail = np.asarray(db.obs[:6, :, -1, 0])  # [6, 2]: the true reward of each clip's tail
+    assert int(db.filled.sum()) == 6
+    np.testing.assert_array_equal(np.asarray(db.mu[:6]), (tail[:, 0] > tail[:, 1]) * 1.0)
+    sums = learner.member_sums(pref.params, db.obs[None, :6].repeat(3, 0),
+                               db.action[None, :6].repeat(3, 0))
+    last = learner.member_sums(pref.params, db.obs[None, :6, :, -1:].repeat(3, 0),
+                               db.action[None, :6, :, -1:].repeat(3, 0))
+    np.testing.assert_allclose(sums[..., 0] - sums[..., 1], last[..., 0] - last[..., 1],
+                               rtol=1e-4, atol=1e-5)

@@ -64,3 +64,13 @@ def add(buf: SegmentBuffer, obs, action, true_reward, ok) -> SegmentBuffer:
     return SegmentBuffer(put(buf.obs, obs), put(buf.action, action),
                          put(buf.true_reward, true_reward), put(buf.filled, ok),
                          ((buf.cursor + ok.sum()) % S).astype(jnp.int32))
+
+
+def blank_head(buf: SegmentBuffer, n: int) -> SegmentBuffer:
+    """The buffer with the first ``n`` steps of every segment zeroed (observations as stored
+    ``[S, L, *O]``, actions, true rewards): alike in every clip, they add the same to both
+    sums of any pair (r-hat's and the teacher's), so a comparison weighs the last ``L - n``
+    steps alone."""
+    zero = lambda x: x.at[:, :n].set(0)
+    return buf.replace(obs=zero(buf.obs), action=zero(buf.action),
+                       true_reward=zero(buf.true_reward))
