@@ -159,10 +159,6 @@ class RewardModelConfig:
                                 high=2**20)
     reward_updates: int = setting(8, "reward-model minibatch steps per iteration", low=0,
                                   high=2**20)
-    reward_fit: str = setting(
-        "every", "when r-hat is fit during RL: every iteration, or only in iterations that "
-        "brought new labels (r-hat stays as it is in between; pretraining is unchanged)",
-        choices=("every", "new_labels"))
     reward_split_sample: int = setting(
         64, "labels per member drawn each iteration to estimate its training and held-out "
         "losses (the adaptive L2 rule, the accuracy figures)", low=1, high=2**16)
@@ -408,10 +404,6 @@ class Config(TeacherConfig, QueryConfig, RewardModelConfig, AgentConfig, EnvConf
             raise ConfigError("teacher='human' cannot run offline: a person answers while "
                               "the policy trains (the reward model would be frozen first)",
                               "teacher")
-        if self.reward_fit == "new_labels" and self.teacher == "human":
-            raise ConfigError("reward_fit='new_labels' needs a synthetic teacher: a person's "
-                              "answers arrive on the host between chunks, unseen by the "
-                              "step", "reward_fit")
         if self.upfront_segment_length and self.teacher == "human":
             raise ConfigError("upfront_segment_length needs a synthetic teacher (the labelling "
                               "page shows whole clips)", "upfront_segment_length")

@@ -330,19 +330,9 @@ def make_train(cfg: Config, env: Env) -> Trainer:
         audited = audit(state, pref, dyn)
         pref, fresh = ask(pref, k_ask, cfg.labels_per_iteration, k, dyn.query,
                           dyn.teacher_params())
-        pref, diag = fit(pref, k_fit, pref.asked > state.pref.asked, dyn)
+        pref, diag = learner.fit(pref, k_fit, cfg.reward_updates, dyn.reward_lr)
         return (state.replace(pref=pref, key=key),
                 {**judge(pref, diag, judged, ro), **fresh_metrics(fresh, *audited)})
-
-    def fit(pref: PrefState, key, labelled, dyn: Dynamic):
-        """The fit of one iteration: ``cfg.reward_updates`` steps, or with ``reward_fit =
-        "new_labels"`` only when ``labelled`` (this iteration asked new labels; else r-hat
-        and its L2 weight stay, and only the loss figures are estimated)."""
-        step = lambda pref: learner.fit(pref, key, cfg.reward_updates, dyn.reward_lr)
-        if cfg.reward_fit == "every":
-            return step(pref)
-        return jax.lax.cond(labelled, step,
-                            lambda pref: (pref, learner.split_losses(pref, key)), pref)
 
     def learn_nothing(state: TrainState, ro: Rollout, judged, dyn: Dynamic):
         """Offline: the reward model stays as pretraining left it; only its figures (with

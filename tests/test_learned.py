@@ -167,30 +167,6 @@ def test_audit_labels_never_change_the_policy_or_reward_model_update(upfront):
         assert 0 <= float(m["reward_fresh_correct"]) <= float(m["reward_fresh_labels"]) <= most
 
 
-def test_reward_fit_on_new_labels_fits_only_when_labels_arrive(upfront, labelled_step):
-    """``reward_fit="new_labels"``: a step that asks nothing leaves r-hat, its optimiser
-    and L2 weight as they were (the reference step, fitting every iteration, moves them)
-    and updates the policy exactly as the reference does; a step that asks two labels is
-    the reference's step."""
-    cfg, env, dyn, state, _ = upfront
-    sa, ma = labelled_step[-1]
-    step = jax.jit(make_train(cfg.replace(reward_fit="new_labels"), env).train_step)
-    sb, mb = step(state, dyn)
-    fitted = lambda s: (s.pref.params, s.pref.opt_state, s.pref.l2)
-    chex.assert_trees_all_equal(fitted(sb), fitted(state))
-    with pytest.raises(AssertionError):
-        chex.assert_trees_all_equal(sa.pref.params, state.pref.params)
-    chex.assert_trees_all_equal(sb.agent, sa.agent)
-    assert float(mb["labels"]) == 40.0 and np.isfinite(float(mb["reward_val_accuracy"]))
-    more = dyn.replace(labels=dyn.labels * 2)
-    sc, mc = step(state, more)
-    sd, md = jax.jit(make_train(cfg, env).train_step)(state, more)
-    assert float(mc["labels"]) == float(md["labels"]) == 42.0
-    chex.assert_trees_all_close(fitted(sc), fitted(sd), rtol=1e-5, atol=1e-7)
-    with pytest.raises(AssertionError):
-        chex.assert_trees_all_equal(sc.pref.params, state.pref.params)
-
-
 def test_upfront_clips_are_asked_on_their_tails_and_rl_pairs_whole_clips(upfront):
     """``upfront_segment_length=1``: every up-front comparison holds clips whose first
     ``L - 1`` steps are blank, while the buffer RL draws its pairs from keeps the whole

@@ -38,12 +38,9 @@ BAD = [  # (arguments, what the one line must contain)
     ([G, "--set", "prefill_iterations=-1"], "prefill_iterations=-1"),
     ([G, "--set", "pretrain_rounds=0"], "pretrain_rounds=0"),
     ([G, "--set", "reward_updates=-1"], "reward_updates=-1"),
-    ([G, "--set", "reward_fit=sometimes"], "reward_fit='sometimes'"),
     ([G, "--set", "upfront_segment_length=5"], "upfront_segment_length=5: must lie in [0, L=4]"),
     ([G, "--teacher=human", "--set", "upfront_segment_length=2"],
      "upfront_segment_length needs a synthetic teacher"),
-    ([G, "--teacher=human", "--set", "reward_fit=new_labels"],
-     "reward_fit='new_labels' needs a synthetic teacher"),
     # seeds: ints that envpool (int32, plus the evaluation pool's offset) and the PRNG take
     ([G, "--seed", "2**70"], "seed='2**70'"),
     ([G, "--seed=-1"], "seed=-1"),
